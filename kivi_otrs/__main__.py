@@ -1,0 +1,5 @@
+"""``python -m kivi_otrs`` runs the command line."""
+
+from .cli import main
+
+main()

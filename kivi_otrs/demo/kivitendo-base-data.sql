@@ -1,0 +1,17 @@
+-- Reference rows every kivitendo client database has (countries, currency,
+-- tax zone, service units). Loads into the kivi-otrs fixture and into a real
+-- 4.1.0 schema alike.
+INSERT INTO public.countries (id, iso2, description_en, description_de, sortorder) VALUES
+    (1, 'DE', 'Germany', 'Deutschland', 1),
+    (2, 'AT', 'Austria', 'Österreich', 2),
+    (3, 'CH', 'Switzerland', 'Schweiz', 3),
+    (4, 'NL', 'Netherlands', 'Niederlande', 4),
+    (5, 'IT', 'Italy', 'Italien', 5);
+INSERT INTO public.currencies (id, name) VALUES (1, 'EUR');
+INSERT INTO public.tax_zones (id, description, sortkey) VALUES (nextval('public.id'), 'Inland', 1);
+INSERT INTO public.units (name, base_unit, factor, type, sortkey, id) VALUES
+    ('min', NULL, 0, 'service', 1, 1),
+    ('Std', 'min', 60, 'service', 2, 2),
+    ('Tag', 'Std', 8, 'service', 3, 3),
+    ('psch', NULL, 0, 'service', 4, 4),
+    ('Stck', NULL, 0, 'dimension', 5, 5);

@@ -1,0 +1,260 @@
+"""Install, upgrade and remove kivi-otrs inside a kivitendo database.
+
+Two kinds of SQL (house style 1):
+* versioned migrations in ``migrations/`` (tables, config rows, the role), applied by
+  yoyo-migrations with its bookkeeping in our schema; each migration is one transaction;
+* repeatable objects in ``sql/`` (functions, views, triggers, grants), re-applied on
+  every ``migrate`` in one transaction together with a full refresh of the mirror.
+
+A session advisory lock keeps two kivi-otrs processes from installing at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from contextlib import contextmanager
+from urllib.parse import urlencode
+
+import psycopg
+from psycopg import conninfo, sql
+from yoyo import get_backend, read_migrations
+from yoyo.exceptions import LockTimeout
+
+from . import db
+from .errors import LockedError, MigrationError
+from .resources import resource_dir
+
+SCHEMA = "kivi_otrs"
+LOCK_KEY = "kivi_otrs.install"
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
+
+LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0))"
+LOCK_HOLDER_SQL = """
+SELECT a.pid, a.application_name, a.client_addr::text
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+  AND l.objid = (hashtextextended(%(key)s, 0) & 4294967295)::bigint::oid
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    reader_role: str = "kivi_otrs_reader"
+    flag_default: bool = False
+
+    def validate(self) -> None:
+        if not ROLE_NAME.match(self.reader_role):
+            raise MigrationError(
+                f"invalid role name {self.reader_role!r}: use lower-case letters, digits and _ (e.g. kivi_otrs_reader)"
+            )
+
+
+def _yoyo_uri(dsn: str, options: InstallOptions) -> str:
+    params = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
+    dbname = params.pop("dbname", "")
+    params["schema"] = SCHEMA
+    gucs = f"-c kivi_otrs.reader_role={options.reader_role} -c kivi_otrs.flag_default={int(options.flag_default)}"
+    params["options"] = (params.get("options", "") + " " + gucs).strip()
+    return f"postgresql+psycopg:///{dbname}?{urlencode(params)}"
+
+
+def _migrations() -> Any:
+    return read_migrations(str(resource_dir("migrations")))
+
+
+def repeatable_files() -> list[Path]:
+    """The files of ``sql/`` in the order they are applied."""
+    return sorted(resource_dir("sql").glob("*.sql"))
+
+
+def _drop_statements() -> list[str]:
+    statements = []
+    for path in reversed(repeatable_files()):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("-- drop:"):
+                statement = line[len("-- drop:") :].strip()
+                if statement and not statement.startswith("("):
+                    statements.append(statement)
+    return statements
+
+
+@contextmanager
+def install_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """Hold the installation lock for the duration of the block."""
+    conn = db.connect(dsn, autocommit=True)
+    try:
+        got = conn.execute(LOCK_SQL, {"key": LOCK_KEY}).fetchone()
+        if not got or not got[0]:
+            holder = conn.execute(LOCK_HOLDER_SQL, {"key": LOCK_KEY}).fetchone()
+            who = f" (backend pid {holder[0]}, {holder[1] or 'unknown program'})" if holder else ""
+            raise LockedError(
+                f"another kivi-otrs migrate/rollback is running on this database{who}; wait for it to finish and retry"
+            )
+        yield conn
+    finally:
+        conn.close()
+
+
+def _schema_exists(conn: psycopg.Connection[Any]) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": SCHEMA}).fetchone() is not None
+
+
+def _map_db_error(action: str, exc: Exception) -> MigrationError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return MigrationError(f"{action} failed and was rolled back: {db.redact(text)}")
+
+
+def applied_ids(dsn: str) -> list[str]:
+    """Ids of the versioned migrations applied to this database."""
+    with db.connect(dsn) as conn:
+        if not conn.execute(
+            "SELECT 1 FROM pg_tables WHERE schemaname = %(s)s AND tablename = '_yoyo_migration'", {"s": SCHEMA}
+        ).fetchone():
+            return []
+        rows = conn.execute(
+            sql.SQL("SELECT migration_id FROM {}._yoyo_migration ORDER BY applied_at_utc").format(
+                sql.Identifier(SCHEMA)
+            )
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+def available_ids() -> list[str]:
+    return [m.id for m in _migrations()]
+
+
+def apply_repeatable(conn: psycopg.Connection[Any]) -> None:
+    """(Re)create functions, views, triggers and grants, then rebuild the mirror."""
+    for path in repeatable_files():
+        conn.execute(path.read_text(encoding="utf-8").encode())
+    conn.execute("SELECT kivi_otrs.refresh_all()")
+    conn.execute("ANALYZE kivi_otrs.customer_user, kivi_otrs.customer_company, kivi_otrs.contact_login")
+
+
+def drop_repeatable(conn: psycopg.Connection[Any]) -> None:
+    """Remove functions, views and triggers (keeps tables, settings and the ledger)."""
+    for statement in _drop_statements():
+        conn.execute(statement.encode())
+
+
+def migrate(dsn: str, options: InstallOptions | None = None) -> list[str]:
+    """Apply pending migrations and re-apply ``sql/``; returns the ids applied now."""
+    options = options or InstallOptions()
+    options.validate()
+    with install_lock(dsn) as lock_conn:
+        try:
+            lock_conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+            lock_conn.execute(
+                sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                    sql.Identifier(SCHEMA), sql.Literal("kivi-otrs: OTRS customer backend and ticket billing")
+                )
+            )
+            backend = get_backend(_yoyo_uri(dsn, options))
+            try:
+                with backend.lock(timeout=30):
+                    pending = backend.to_apply(_migrations())
+                    backend.apply_migrations(pending)
+            finally:
+                backend.connection.close()
+        except LockTimeout as exc:
+            raise LockedError(f"{exc}; if no kivi-otrs process is running, run kivi-otrs break-lock") from None
+        except psycopg.Error as exc:
+            raise _map_db_error("migrate", exc) from None
+        with db.connect(dsn) as conn:
+            try:
+                with conn.transaction():
+                    apply_repeatable(conn)
+            except psycopg.Error as exc:
+                raise _map_db_error("installing views and triggers", exc) from None
+        return [m.id for m in pending]
+
+
+def install_views(dsn: str) -> None:
+    """``kivi-otrs views install``: recreate functions, views, triggers; full refresh."""
+    with install_lock(dsn):
+        with db.connect(dsn) as conn:
+            _require_installed(conn)
+            try:
+                with conn.transaction():
+                    apply_repeatable(conn)
+            except psycopg.Error as exc:
+                raise _map_db_error("views install", exc) from None
+
+
+def drop_views(dsn: str) -> None:
+    """``kivi-otrs views drop``: remove functions, views and triggers, keep data."""
+    with install_lock(dsn):
+        with db.connect(dsn) as conn:
+            _require_installed(conn)
+            try:
+                with conn.transaction():
+                    drop_repeatable(conn)
+            except psycopg.Error as exc:
+                raise _map_db_error("views drop", exc) from None
+
+
+def refresh(dsn: str) -> None:
+    """Rebuild the customer backend mirror from kivitendo."""
+    with db.connect(dsn) as conn:
+        _require_installed(conn)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT kivi_otrs.refresh_all()")
+        except psycopg.Error as exc:
+            raise _map_db_error("refresh", exc) from None
+
+
+def _require_installed(conn: psycopg.Connection[Any]) -> None:
+    if not conn.execute("SELECT to_regclass('kivi_otrs.install_state')").fetchone()[0]:  # type: ignore[index]
+        raise MigrationError("kivi-otrs is not installed in this database; run kivi-otrs migrate first")
+
+
+def rollback(dsn: str) -> list[str]:
+    """Remove everything kivi-otrs installed; returns the migration ids rolled back."""
+    with install_lock(dsn) as lock_conn:
+        if not _schema_exists(lock_conn):
+            return []
+        with db.connect(dsn) as conn:
+            try:
+                with conn.transaction():
+                    drop_repeatable(conn)
+            except psycopg.Error as exc:
+                raise _map_db_error("rollback (dropping views and triggers)", exc) from None
+        try:
+            backend = get_backend(_yoyo_uri(dsn, InstallOptions()))
+            try:
+                with backend.lock(timeout=30):
+                    todo = backend.to_rollback(_migrations())
+                    backend.rollback_migrations(todo)
+            finally:
+                backend.connection.close()
+        except LockTimeout as exc:
+            raise LockedError(f"{exc}; if no kivi-otrs process is running, run kivi-otrs break-lock") from None
+        except psycopg.Error as exc:
+            raise _map_db_error("rollback", exc) from None
+        with db.connect(dsn) as conn:
+            try:
+                with conn.transaction():
+                    for table in YOYO_TABLES:
+                        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                            sql.Identifier(SCHEMA), sql.Identifier(table)))
+                    conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(SCHEMA)))
+            except psycopg.errors.DependentObjectsStillExist:
+                raise MigrationError(
+                    "schema kivi_otrs still holds objects kivi-otrs did not create; move them elsewhere and run rollback again"
+                ) from None
+            except psycopg.Error as exc:
+                raise _map_db_error("rollback (dropping schema kivi_otrs)", exc) from None
+        return [m.id for m in todo]
+
+
+def break_lock(dsn: str) -> None:
+    """Remove a stale yoyo lock row left by a killed process."""
+    with db.connect(dsn) as conn, conn.transaction():
+        if conn.execute("SELECT to_regclass('kivi_otrs.yoyo_lock')").fetchone()[0]:  # type: ignore[index]
+            conn.execute("DELETE FROM kivi_otrs.yoyo_lock")

@@ -1,0 +1,77 @@
+-- drop: DROP FUNCTION IF EXISTS kivi_otrs.customer_user_rows(integer[])
+-- The OTRS customer users computed from kivitendo, for the given contacts (NULL = all).
+-- The body is a string, so PostgreSQL records no dependency on kivitendo columns and
+-- kivitendo's own upgrades can drop or retype them (kivi-otrs doctor reports the drift).
+--
+-- Rules (README "Customer users"):
+--  * login = lower(btrim(contacts.cp_email)); malformed addresses and contacts without
+--    customer are left out; contacts sharing an address become ONE login.
+--  * a (contact, customer) link is eligible when the contact may report tickets (custom
+--    variable otrs_may_report_tickets, else the variable's default) and the customer is
+--    not obsolete and has a customer number.
+--  * the primary link gives the name, company and CustomerID: eligible first, then
+--    kivitendo's main contact, then lowest contact id, then lowest customer id.
+--  * customer_ids lists the customer numbers of all eligible links (OTRS UserCustomerIDs).
+--  * cp_valid_id is 1 when any link is eligible, else 2 (OTRS refuses logins and new tickets).
+CREATE OR REPLACE FUNCTION kivi_otrs.customer_user_rows(p_contact_ids integer[])
+RETURNS SETOF kivi_otrs.customer_user
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+WITH flag AS (
+    SELECT cfg.id, coalesce(cfg.default_value, '') IN ('1', 't', 'true') AS default_value
+    FROM public.custom_variable_configs cfg
+    WHERE cfg.id = (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id')
+),
+contact AS (
+    SELECT ct.cp_id, kivi_otrs.login_of(ct.cp_email) AS login, btrim(ct.cp_email) AS email,
+           ct.cp_title, ct.cp_givenname, ct.cp_name, btrim(ct.cp_gender) AS gender, ct.cp_abteilung,
+           ct.cp_position, ct.cp_phone1, ct.cp_mobile1, ct.cp_fax, ct.itime, ct.mtime,
+           coalesce(cv.bool_value, flag.default_value, false) AS may_report
+    FROM public.contacts ct
+    LEFT JOIN flag ON true
+    LEFT JOIN public.custom_variables cv
+           ON cv.config_id = flag.id AND cv.trans_id = ct.cp_id AND cv.sub_module = ''
+    WHERE (p_contact_ids IS NULL OR ct.cp_id = ANY (p_contact_ids))
+      AND kivi_otrs.login_of(ct.cp_email) IS NOT NULL
+),
+link AS (
+    SELECT ct.*, cu.id AS customer_db_id, btrim(cu.customernumber) AS customernumber, cu.name,
+           cu.street, cu.zipcode, cu.city, co.description_en AS country, cu.phone, cu.fax, cu.homepage,
+           cu.gln, cu.mtime AS customer_mtime, cc.main,
+           ct.may_report AND NOT coalesce(cu.obsolete, false) AS eligible
+    FROM contact ct
+    JOIN public.customer_contacts cc ON cc.contact_id = ct.cp_id
+    JOIN public.customer cu ON cu.id = cc.customer_id
+    LEFT JOIN public.countries co ON co.id = cu.country_id
+    WHERE coalesce(btrim(cu.customernumber), '') <> ''
+),
+ranked AS (
+    SELECT link.*,
+           row_number() OVER (PARTITION BY link.login
+                              ORDER BY link.eligible DESC, link.main DESC, link.cp_id, link.customer_db_id) AS rank,
+           string_agg(link.customernumber, ';') FILTER (WHERE link.eligible)
+               OVER (PARTITION BY link.login) AS eligible_numbers,
+           bool_or(link.eligible) OVER (PARTITION BY link.login) AS any_eligible,
+           array_agg(link.cp_id) OVER (PARTITION BY link.login) AS all_contacts
+    FROM link
+)
+SELECT r.login,
+       r.email,
+       r.customernumber,
+       coalesce((SELECT string_agg(DISTINCT n, ';' ORDER BY n) FROM unnest(string_to_array(r.eligible_numbers, ';')) n),
+                r.customernumber),
+       r.cp_title, r.cp_givenname, r.cp_name, r.gender, r.cp_abteilung, r.cp_position,
+       r.cp_phone1, r.cp_mobile1, r.cp_fax,
+       r.name, r.street, r.zipcode, r.city, r.country, r.phone, r.fax, r.homepage, r.gln,
+       (CASE WHEN r.any_eligible THEN 1 ELSE 2 END)::smallint,
+       r.itime,
+       greatest(r.mtime, r.customer_mtime, r.itime),
+       lower(concat_ws(' ', r.login, r.cp_givenname, r.cp_name, r.customernumber, r.name)),
+       r.cp_id,
+       r.customer_db_id,
+       (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(r.all_contacts) c)
+FROM ranked r
+WHERE r.rank = 1
+$fn$;
+COMMENT ON FUNCTION kivi_otrs.customer_user_rows(integer[]) IS 'OTRS customer users computed from kivitendo contacts (NULL = all); see sql/11_customer_user_rows.sql for the rules';

@@ -1,0 +1,31 @@
+-- drop: DROP FUNCTION IF EXISTS kivi_otrs.refresh_customers(integer[], text[])
+-- Mirror changed kivitendo customers: their companies (by old and new number) and
+-- the customer users of their contacts.
+CREATE OR REPLACE FUNCTION kivi_otrs.refresh_customers(p_customer_ids integer[], p_old_numbers text[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_numbers text[];
+BEGIN
+    IF p_customer_ids IS NULL OR cardinality(p_customer_ids) = 0 THEN
+        RETURN;
+    END IF;
+    v_numbers := ARRAY(
+        SELECT btrim(n) FROM unnest(p_old_numbers) n WHERE coalesce(btrim(n), '') <> ''
+        UNION
+        SELECT btrim(customernumber) FROM public.customer
+        WHERE id = ANY (p_customer_ids) AND coalesce(btrim(customernumber), '') <> ''
+        UNION
+        SELECT customer_id FROM kivi_otrs.customer_company WHERE customer_db_id = ANY (p_customer_ids));
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
+    DELETE FROM kivi_otrs.customer_company WHERE customer_id = ANY (v_numbers) OR customer_db_id = ANY (p_customer_ids);
+    INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows(v_numbers);
+    PERFORM kivi_otrs.refresh_contacts(ARRAY(
+        SELECT contact_id FROM public.customer_contacts WHERE customer_id = ANY (p_customer_ids)
+        UNION
+        SELECT unnest(contact_ids) FROM kivi_otrs.customer_user WHERE customer_db_id = ANY (p_customer_ids)));
+END
+$fn$;
+COMMENT ON FUNCTION kivi_otrs.refresh_customers(integer[], text[]) IS 'Recompute the OTRS companies and customer users of these kivitendo customers';

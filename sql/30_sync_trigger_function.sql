@@ -1,0 +1,90 @@
+-- drop: DROP FUNCTION IF EXISTS kivi_otrs.sync_trigger() CASCADE
+-- Statement-level trigger function on kivitendo tables: mirrors what a kivitendo
+-- statement changed into the OTRS customer backend, in the same transaction.
+-- It never fails kivitendo's statement: on any error (e.g. a kivitendo upgrade
+-- dropped a column we read) it marks the backend stale, logs a WARNING and lets
+-- the statement commit; kivi-otrs doctor shows the error, kivi-otrs refresh repairs.
+CREATE OR REPLACE FUNCTION kivi_otrs.sync_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_ids integer[];
+    v_numbers text[];
+    v_flag integer;
+    v_full_refresh_above constant integer := 20000;
+BEGIN
+    BEGIN
+        v_flag := (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id');
+        IF TG_TABLE_NAME = 'contacts' THEN
+            IF TG_OP = 'INSERT' THEN
+                v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_new);
+            ELSIF TG_OP = 'DELETE' THEN
+                v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_old);
+            ELSE
+                v_ids := ARRAY(SELECT n.cp_id FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
+                               WHERE to_jsonb(n) - 'mtime' IS DISTINCT FROM to_jsonb(o) - 'mtime'
+                               UNION SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
+                               UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
+            END IF;
+            IF cardinality(v_ids) > v_full_refresh_above THEN
+                PERFORM kivi_otrs.refresh_all();
+            ELSE
+                PERFORM kivi_otrs.refresh_contacts(v_ids);
+            END IF;
+        ELSIF TG_TABLE_NAME = 'customer_contacts' THEN
+            IF TG_OP = 'INSERT' THEN
+                v_ids := ARRAY(SELECT contact_id FROM kivi_otrs_new);
+            ELSIF TG_OP = 'DELETE' THEN
+                v_ids := ARRAY(SELECT contact_id FROM kivi_otrs_old);
+            ELSE
+                v_ids := ARRAY(SELECT contact_id FROM kivi_otrs_new UNION SELECT contact_id FROM kivi_otrs_old);
+            END IF;
+            IF cardinality(v_ids) > v_full_refresh_above THEN
+                PERFORM kivi_otrs.refresh_all();
+            ELSE
+                PERFORM kivi_otrs.refresh_contacts(v_ids);
+            END IF;
+        ELSIF TG_TABLE_NAME = 'customer' THEN
+            IF TG_OP = 'INSERT' THEN
+                v_ids := ARRAY(SELECT id FROM kivi_otrs_new);
+            ELSIF TG_OP = 'DELETE' THEN
+                v_ids := ARRAY(SELECT id FROM kivi_otrs_old);
+                v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old);
+            ELSE
+                v_ids := ARRAY(SELECT n.id FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
+                               WHERE to_jsonb(n) - 'mtime' IS DISTINCT FROM to_jsonb(o) - 'mtime');
+                v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old WHERE id = ANY (v_ids));
+            END IF;
+            IF cardinality(v_ids) > v_full_refresh_above THEN
+                PERFORM kivi_otrs.refresh_all();
+            ELSE
+                PERFORM kivi_otrs.refresh_customers(v_ids, v_numbers);
+            END IF;
+        ELSIF TG_TABLE_NAME = 'custom_variables' THEN
+            IF TG_OP = 'INSERT' THEN
+                v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_new WHERE config_id = v_flag);
+            ELSIF TG_OP = 'DELETE' THEN
+                v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_old WHERE config_id = v_flag);
+            ELSE
+                v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_new WHERE config_id = v_flag
+                               UNION SELECT trans_id FROM kivi_otrs_old WHERE config_id = v_flag);
+            END IF;
+            PERFORM kivi_otrs.refresh_contacts(v_ids);
+        ELSIF TG_TABLE_NAME = 'custom_variable_configs' THEN
+            IF (TG_OP <> 'DELETE' AND EXISTS (SELECT 1 FROM kivi_otrs_new WHERE id = v_flag))
+               OR (TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM kivi_otrs_old WHERE id = v_flag)) THEN
+                PERFORM kivi_otrs.refresh_all();
+            END IF;
+        ELSIF TG_TABLE_NAME = 'countries' THEN
+            PERFORM kivi_otrs.refresh_all();
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE kivi_otrs.sync_state
+        SET stale = true, last_error = TG_TABLE_NAME || ' ' || TG_OP || ': ' || SQLERRM, last_error_at = now();
+        RAISE WARNING 'kivi-otrs: the OTRS customer backend was not updated (%); run kivi-otrs doctor', SQLERRM;
+    END;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION kivi_otrs.sync_trigger() IS 'Keeps the OTRS customer backend in step with kivitendo; never fails kivitendo''s statement';
