@@ -244,7 +244,7 @@ CREATE TABLE public.periodic_invoices_configs (
 );
 
 CREATE TABLE public.periodic_invoices (
-    id serial PRIMARY KEY,
+    id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
     config_id integer NOT NULL REFERENCES public.periodic_invoices_configs(id) ON DELETE CASCADE,
     ar_id integer NOT NULL,
     period_start_date date NOT NULL,

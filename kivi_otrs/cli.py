@@ -1,0 +1,262 @@
+"""The ``kivi-otrs`` command line: one group, commands named by what the admin does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+import psycopg
+
+from . import config as config_mod
+from . import db, doctor, migrate, otrs_config
+from .errors import KiviOtrsError
+
+DSN_OPTION = click.option(
+    "--dsn", envvar=db.DSN_ENV, help="kivitendo database, e.g. postgresql://kivitendo@localhost/firma (or $KIVI_OTRS_DSN)."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kivi-otrs")
+def cli() -> None:
+    """kivitendo <-> OTRS/Znuny/OTOBO: customer backend views and billing of closed tickets.
+
+    Example: kivi-otrs migrate --dsn postgresql://kivitendo@localhost/firma
+    """
+
+
+@cli.command("migrate")
+@DSN_OPTION
+@click.option("--reader-role", default="kivi_otrs_reader", show_default=True,
+              help="NOLOGIN role OTRS reads the views through (first install only).")
+@click.option("--flag-default/--no-flag-default", default=False, show_default=True,
+              help="May contacts report tickets before anyone set the flag in kivitendo (first install only).")
+def migrate_cmd(dsn: str | None, reader_role: str, flag_default: bool) -> None:
+    """Install or upgrade kivi-otrs in a kivitendo database (re-running is a no-op).
+
+    Example: kivi-otrs migrate --dsn postgresql://kivitendo@localhost/firma --flag-default
+    """
+    dsn = db.resolve_dsn(dsn)
+    applied = migrate.migrate(dsn, migrate.InstallOptions(reader_role=reader_role, flag_default=flag_default))
+    if applied:
+        click.echo(f"Applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        click.echo("Database is up to date; views, triggers and grants re-applied.")
+
+
+@cli.command("rollback")
+@DSN_OPTION
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def rollback_cmd(dsn: str | None, yes: bool) -> None:
+    """Remove everything kivi-otrs installed (settings, ledger and the flag's values included).
+
+    Example: kivi-otrs rollback --dsn postgresql://kivitendo@localhost/firma --yes
+    """
+    dsn = db.resolve_dsn(dsn)
+    if not yes:
+        click.confirm(f"Remove kivi-otrs and all its data from {db.describe(dsn)}?", abort=True)
+    removed = migrate.rollback(dsn)
+    click.echo(f"Removed kivi-otrs ({len(removed)} migration(s) rolled back)." if removed else "kivi-otrs was not installed.")
+
+
+@cli.command("status")
+@DSN_OPTION
+def status_cmd(dsn: str | None) -> None:
+    """Show applied and pending migrations.
+
+    Example: kivi-otrs status --dsn postgresql://kivitendo@localhost/firma
+    """
+    dsn = db.resolve_dsn(dsn)
+    applied = set(migrate.applied_ids(dsn))
+    for mid in migrate.available_ids():
+        click.echo(f"{'applied' if mid in applied else 'PENDING'}  {mid}")
+
+
+@cli.command("refresh")
+@DSN_OPTION
+def refresh_cmd(dsn: str | None) -> None:
+    """Rebuild the OTRS customer backend from kivitendo and clear the stale flag.
+
+    Example: kivi-otrs refresh --dsn postgresql://kivitendo@localhost/firma
+    """
+    migrate.refresh(db.resolve_dsn(dsn))
+    click.echo("Customer backend rebuilt from kivitendo.")
+
+
+@cli.group("views")
+def views_group() -> None:
+    """Remove or reinstall the views, functions and sync triggers (data and settings stay).
+
+    Example: kivi-otrs views drop --dsn ...; (upgrade kivitendo); kivi-otrs views install --dsn ...
+    """
+
+
+@views_group.command("drop")
+@DSN_OPTION
+def views_drop_cmd(dsn: str | None) -> None:
+    """Drop views, functions and triggers, e.g. before a kivitendo upgrade.
+
+    Example: kivi-otrs views drop --dsn postgresql://kivitendo@localhost/firma
+    """
+    migrate.drop_views(db.resolve_dsn(dsn))
+    click.echo("Views, functions and sync triggers dropped; OTRS cannot read customers until views install.")
+
+
+@views_group.command("install")
+@DSN_OPTION
+def views_install_cmd(dsn: str | None) -> None:
+    """Recreate views, functions and triggers and rebuild the backend.
+
+    Example: kivi-otrs views install --dsn postgresql://kivitendo@localhost/firma
+    """
+    migrate.install_views(db.resolve_dsn(dsn))
+    click.echo("Views, functions and sync triggers installed; customer backend rebuilt.")
+
+
+@cli.command("otrs-config")
+@DSN_OPTION
+@click.option("--db-user", default="otrs_kivi", show_default=True,
+              help="LOGIN role OTRS connects as (member of the read role).")
+@click.option("--slot", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="Backend number: CustomerUser1/CustomerCompany1 (0 = replace the default backend).")
+@click.option("--cache-ttl", type=click.IntRange(0), default=300, show_default=True, help="OTRS CacheTTL in seconds.")
+def otrs_config_cmd(dsn: str | None, db_user: str, slot: int, cache_ttl: int) -> None:
+    """Print the Kernel/Config.pm blocks for the OTRS customer backends.
+
+    Example: kivi-otrs otrs-config --dsn postgresql://kivitendo@db.example/firma --db-user otrs_kivi
+    """
+    dsn = db.resolve_dsn(dsn)
+    with db.connect(dsn) as conn:
+        row = conn.execute("SELECT to_regclass('kivi_otrs.install_state')").fetchone()
+        if not row or not row[0]:
+            raise KiviOtrsError("kivi-otrs is not installed in this database; run kivi-otrs migrate first")
+        role_row = conn.execute("SELECT value FROM kivi_otrs.install_state WHERE key = 'reader_role'").fetchone()
+    role = role_row[0] if role_row else "kivi_otrs_reader"
+    click.echo(otrs_config.render(dsn, db_user=db_user, reader_role=role, slot=slot, cache_ttl=cache_ttl), nl=False)
+
+
+@cli.command("doctor")
+@DSN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor_cmd(dsn: str | None, as_json: bool) -> None:
+    """Check installation, schema drift and kivitendo data; exit 1 when something must be fixed.
+
+    Example: kivi-otrs doctor --dsn postgresql://kivitendo@localhost/firma
+    """
+    findings = doctor.diagnose(db.resolve_dsn(dsn))
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in findings], ensure_ascii=False, indent=2))
+    elif not findings:
+        click.echo("All checks passed.")
+    else:
+        for f in findings:
+            count = f" ({f.count})" if f.count else ""
+            click.echo(f"[{f.severity}] {f.check}: {f.message}{count}")
+            for example in f.examples:
+                click.echo(f"    - {example}")
+            click.echo(f"    fix: {f.fix}")
+    if any(f.severity == "error" for f in findings):
+        sys.exit(1)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Show or change settings stored in the kivitendo database.
+
+    Example: kivi-otrs config set otrs.base_url https://helpdesk.example.com/znuny/
+    """
+
+
+@config_group.command("show")
+@DSN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_show_cmd(dsn: str | None, as_json: bool) -> None:
+    """List every setting with its value and where it comes from (secrets masked).
+
+    Example: kivi-otrs config show --dsn postgresql://kivitendo@localhost/firma
+    """
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        rows = config_mod.show(conn)
+    if as_json:
+        click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, ensure_ascii=False, indent=2))
+        return
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        click.echo(f"{key:<{width}}  {value}  ({source})")
+
+
+@config_group.command("set")
+@DSN_OPTION
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--from-env", "from_env", metavar="VAR", help="Read the value from this environment variable (for secrets).")
+def config_set_cmd(dsn: str | None, key: str, value: str | None, from_env: str | None) -> None:
+    """Store one setting; secrets are best given with --from-env or at the prompt.
+
+    Example: kivi-otrs config set billing.states '["closed successful"]'
+    """
+    if from_env:
+        value = os.environ.get(from_env)
+        if value is None:
+            raise KiviOtrsError(f"environment variable {from_env} is not set")
+    if value is None:
+        secret = config_mod.SETTINGS.get(key) is not None and config_mod.SETTINGS[key].secret
+        value = click.prompt(f"Value for {key}", hide_input=secret)
+    with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
+        config_mod.set_value(conn, key, value)
+    click.echo(f"{key} saved.")
+
+
+@cli.command("break-lock")
+@DSN_OPTION
+def break_lock_cmd(dsn: str | None) -> None:
+    """Remove a migration lock left behind by a killed kivi-otrs process.
+
+    Example: kivi-otrs break-lock --dsn postgresql://kivitendo@localhost/firma
+    """
+    migrate.break_lock(db.resolve_dsn(dsn))
+    click.echo("Lock removed.")
+
+
+def _register_optional_commands() -> None:
+    try:
+        from . import otrs_commands
+    except ImportError:  # pragma: no cover - only while the OTRS side is being built
+        return
+    for name in dir(otrs_commands):
+        obj = getattr(otrs_commands, name)
+        if isinstance(obj, click.Command) and obj.name not in cli.commands:
+            cli.add_command(obj)
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: KiviOtrsError becomes one line ``Error: ...`` and a non-zero exit."""
+    try:
+        cli.main(args=argv, standalone_mode=False, prog_name="kivi-otrs")
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KiviOtrsError as exc:
+        click.echo(f"Error: {db.redact(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"Error: database error: {db.redact(first)}", err=True)
+        sys.exit(3)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+        if os.environ.get("KIVI_OTRS_DEBUG"):
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {db.redact(str(exc))[:300]} "
+                   "(set KIVI_OTRS_DEBUG=1 for details)", err=True)
+        sys.exit(70)
+
+
