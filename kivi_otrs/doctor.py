@@ -75,6 +75,15 @@ SELECT count(*) FROM (
     (SELECT * FROM kivi_otrs.customer_user_rows(NULL) EXCEPT SELECT * FROM kivi_otrs.customer_user)
 ) d
 """
+LINK_DIFF_SQL = """
+SELECT count(*) FROM (
+    (SELECT contact_id, customer_id, main FROM kivi_otrs.contact_link
+     EXCEPT SELECT contact_id, customer_id, main FROM public.customer_contacts)
+    UNION ALL
+    (SELECT contact_id, customer_id, main FROM public.customer_contacts
+     EXCEPT SELECT contact_id, customer_id, main FROM kivi_otrs.contact_link)
+) d
+"""
 MALFORMED_EMAIL_SQL = """
 SELECT ct.cp_id, concat_ws(' ', ct.cp_givenname, ct.cp_name), ct.cp_email
 FROM public.contacts ct
@@ -196,14 +205,14 @@ def _drift(conn: psycopg.Connection[Any], out: list[Finding]) -> bool:
     if not drifted:
         try:
             with conn.transaction():
-                diff = _rows(conn, MIRROR_DIFF_SQL)[0][0]
+                diff = _rows(conn, MIRROR_DIFF_SQL)[0][0] + _rows(conn, LINK_DIFF_SQL)[0][0]
         except psycopg.Error as exc:
             out.append(Finding("error", "schema-drift",
                                f"the customer backend cannot be computed: {str(exc).strip().splitlines()[0]}",
                                "upgrade kivi-otrs to a release for this kivitendo version, then kivi-otrs migrate"))
             return True
         if diff:
-            out.append(Finding("error", "sync", f"{diff} customer user rows differ from kivitendo",
+            out.append(Finding("error", "sync", f"{diff} mirrored rows differ from kivitendo",
                                "run kivi-otrs refresh; if it comes back, check that the sync triggers are enabled",
                                count=diff))
     return drifted

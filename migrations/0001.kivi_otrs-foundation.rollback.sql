@@ -25,6 +25,7 @@ $$;
 DROP TABLE kivi_otrs.customer_company;
 DROP TABLE kivi_otrs.customer_user;
 DROP TABLE kivi_otrs.contact_login;
+DROP TABLE kivi_otrs.contact_link;
 DROP TABLE kivi_otrs.sync_state;
 
 DO $$

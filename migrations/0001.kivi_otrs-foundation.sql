@@ -48,6 +48,18 @@ COMMENT ON TABLE kivi_otrs.contact_login IS 'Mirror: which login (lower-cased tr
 COMMENT ON COLUMN kivi_otrs.contact_login.cp_id IS 'public.contacts.cp_id';
 COMMENT ON COLUMN kivi_otrs.contact_login.login IS 'lower(btrim(cp_email)) when that is a well-formed address';
 
+CREATE TABLE kivi_otrs.contact_link (
+    contact_id integer NOT NULL,
+    customer_id integer NOT NULL,
+    main boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (contact_id, customer_id)
+);
+CREATE INDEX contact_link_customer_id_idx ON kivi_otrs.contact_link (customer_id);
+COMMENT ON TABLE kivi_otrs.contact_link IS 'Mirror of public.customer_contacts indexed both ways (kivitendo has no index on contact_id)';
+COMMENT ON COLUMN kivi_otrs.contact_link.contact_id IS 'public.customer_contacts.contact_id';
+COMMENT ON COLUMN kivi_otrs.contact_link.customer_id IS 'public.customer_contacts.customer_id';
+COMMENT ON COLUMN kivi_otrs.contact_link.main IS 'public.customer_contacts.main';
+
 CREATE TABLE kivi_otrs.customer_user (
     login text PRIMARY KEY,
     cp_email text NOT NULL,

@@ -2,6 +2,7 @@
 -- The OTRS customer users computed from kivitendo, for the given contacts (NULL = all).
 -- The body is a string, so PostgreSQL records no dependency on kivitendo columns and
 -- kivitendo's own upgrades can drop or retype them (kivi-otrs doctor reports the drift).
+-- No SET clause: the planner inlines it, so a call with a few ids uses the primary key.
 --
 -- Rules (README "Customer users"):
 --  * login = lower(btrim(contacts.cp_email)); malformed addresses and contacts without
@@ -16,7 +17,6 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.customer_user_rows(p_contact_ids integer[])
 RETURNS SETOF kivi_otrs.customer_user
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 WITH flag AS (
     SELECT cfg.id, coalesce(cfg.default_value, '') IN ('1', 't', 'true') AS default_value
@@ -41,7 +41,7 @@ link AS (
            cu.gln, cu.mtime AS customer_mtime, cc.main,
            ct.may_report AND NOT coalesce(cu.obsolete, false) AS eligible
     FROM contact ct
-    JOIN public.customer_contacts cc ON cc.contact_id = ct.cp_id
+    JOIN kivi_otrs.contact_link cc ON cc.contact_id = ct.cp_id
     JOIN public.customer cu ON cu.id = cc.customer_id
     LEFT JOIN public.countries co ON co.id = cu.country_id
     WHERE coalesce(btrim(cu.customernumber), '') <> ''

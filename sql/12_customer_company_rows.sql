@@ -6,7 +6,6 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.customer_company_rows(p_numbers text[])
 RETURNS SETOF kivi_otrs.customer_company
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 WITH numbered AS (
     SELECT cu.*, btrim(cu.customernumber) AS number,

@@ -17,9 +17,9 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.login:' || v_login, 0));
     END LOOP;
     DELETE FROM kivi_otrs.customer_user WHERE login = ANY (p_logins);
-    INSERT INTO kivi_otrs.customer_user
-    SELECT * FROM kivi_otrs.customer_user_rows(
-        ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (p_logins)));
+    -- EXECUTE plans with the actual ids, so the inlined row function uses the primary keys.
+    EXECUTE 'INSERT INTO kivi_otrs.customer_user SELECT * FROM kivi_otrs.customer_user_rows($1)'
+    USING ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (p_logins));
 END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.refresh_logins(text[]) IS 'Recompute the OTRS customer users with these logins';

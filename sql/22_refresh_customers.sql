@@ -21,9 +21,10 @@ BEGIN
         SELECT customer_id FROM kivi_otrs.customer_company WHERE customer_db_id = ANY (p_customer_ids));
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
     DELETE FROM kivi_otrs.customer_company WHERE customer_id = ANY (v_numbers) OR customer_db_id = ANY (p_customer_ids);
-    INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows(v_numbers);
+    EXECUTE 'INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows($1)'
+    USING v_numbers;
     PERFORM kivi_otrs.refresh_contacts(ARRAY(
-        SELECT contact_id FROM public.customer_contacts WHERE customer_id = ANY (p_customer_ids)
+        SELECT contact_id FROM kivi_otrs.contact_link WHERE customer_id = ANY (p_customer_ids)
         UNION
         SELECT unnest(contact_ids) FROM kivi_otrs.customer_user WHERE customer_db_id = ANY (p_customer_ids)));
 END

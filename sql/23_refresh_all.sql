@@ -10,6 +10,9 @@ BEGIN
     DELETE FROM kivi_otrs.contact_login;
     INSERT INTO kivi_otrs.contact_login (cp_id, login)
     SELECT cp_id, kivi_otrs.login_of(cp_email) FROM public.contacts WHERE kivi_otrs.login_of(cp_email) IS NOT NULL;
+    DELETE FROM kivi_otrs.contact_link;
+    INSERT INTO kivi_otrs.contact_link (contact_id, customer_id, main)
+    SELECT contact_id, customer_id, bool_or(main) FROM public.customer_contacts GROUP BY contact_id, customer_id;
     DELETE FROM kivi_otrs.customer_user;
     INSERT INTO kivi_otrs.customer_user SELECT * FROM kivi_otrs.customer_user_rows(NULL);
     DELETE FROM kivi_otrs.customer_company;

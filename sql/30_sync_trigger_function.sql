@@ -33,6 +33,16 @@ BEGIN
                 PERFORM kivi_otrs.refresh_contacts(v_ids);
             END IF;
         ELSIF TG_TABLE_NAME = 'customer_contacts' THEN
+            PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
+            IF TG_OP <> 'INSERT' THEN
+                DELETE FROM kivi_otrs.contact_link l USING kivi_otrs_old o
+                WHERE l.contact_id = o.contact_id AND l.customer_id = o.customer_id;
+            END IF;
+            IF TG_OP <> 'DELETE' THEN
+                INSERT INTO kivi_otrs.contact_link (contact_id, customer_id, main)
+                SELECT contact_id, customer_id, main FROM kivi_otrs_new
+                ON CONFLICT (contact_id, customer_id) DO UPDATE SET main = EXCLUDED.main;
+            END IF;
             IF TG_OP = 'INSERT' THEN
                 v_ids := ARRAY(SELECT contact_id FROM kivi_otrs_new);
             ELSIF TG_OP = 'DELETE' THEN

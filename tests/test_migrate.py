@@ -36,7 +36,7 @@ def data_counts(dsn: str) -> tuple[int, ...]:
 def test_rollback_leaves_the_schema_dump_identical(kivi_dsn: str) -> None:
     """install -> use -> rollback: pg_dump --schema-only equals the one before install."""
     before, counts = schema_dump(kivi_dsn), data_counts(kivi_dsn)
-    migrate.migrate(kivi_dsn)
+    migrate.migrate(kivi_dsn, migrate.InstallOptions(reader_role="kivi_otrs_rollback_test"))
     with psycopg.connect(kivi_dsn) as conn:
         cfg = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
         conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value) VALUES (%s, 9101, true)",
@@ -46,7 +46,7 @@ def test_rollback_leaves_the_schema_dump_identical(kivi_dsn: str) -> None:
     assert schema_dump(kivi_dsn) == before
     assert data_counts(kivi_dsn) == counts
     with psycopg.connect(kivi_dsn) as conn:
-        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kivi_otrs_reader'").fetchone() is None
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kivi_otrs_rollback_test'").fetchone() is None
 
 
 def test_migrate_twice_is_a_no_op(migrated_dsn: str) -> None:
