@@ -120,6 +120,9 @@ def run(dsn: str, customers: int, contacts: int, queries: int, seed: int) -> Non
         t0 = time.perf_counter()
         conn.execute(FLAGS.replace("%(contacts)s", str(contacts)).encode())
         print(f"set the flag on {contacts * 2 // 3} contacts through the live triggers in {time.perf_counter() - t0:.1f} s")
+        stale = conn.execute("SELECT stale, last_error FROM kivi_otrs.sync_state").fetchone()
+        if stale and stale[0]:
+            raise SystemExit(f"the live sync failed during the bench: {stale[1]}")
         conn.execute(SEED_VIEW)
         conn.execute("ANALYZE")
         rows = conn.execute("SELECT count(*) FROM kivi_otrs.otrs_customer_contacts").fetchone()

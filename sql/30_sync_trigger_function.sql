@@ -80,7 +80,11 @@ BEGIN
                 v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_new WHERE config_id = v_flag
                                UNION SELECT trans_id FROM kivi_otrs_old WHERE config_id = v_flag);
             END IF;
-            PERFORM kivi_otrs.refresh_contacts(v_ids);
+            IF cardinality(v_ids) > v_full_refresh_above THEN
+                PERFORM kivi_otrs.refresh_all();
+            ELSE
+                PERFORM kivi_otrs.refresh_contacts(v_ids);
+            END IF;
         ELSIF TG_TABLE_NAME = 'custom_variable_configs' THEN
             IF (TG_OP <> 'DELETE' AND EXISTS (SELECT 1 FROM kivi_otrs_new WHERE id = v_flag))
                OR (TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM kivi_otrs_old WHERE id = v_flag)) THEN

@@ -225,3 +225,21 @@ def test_generated_otrs_config_names_only_existing_view_columns(conn: psycopg.Co
     assert "secret" not in text
     assert "Table               => 'kivi_otrs.otrs_customer_contacts'" in text
     assert "CustomerKey => 'login'" in text and "CustomerValid => 'cp_valid_id'" in text
+
+
+def test_bulk_statements_are_mirrored_completely(conn: psycopg.Connection[Any]) -> None:
+    """Thousands of contacts, links and flags in single statements (an import) all arrive, nothing goes stale."""
+    n = 3000
+    conn.execute("INSERT INTO public.contacts (cp_id, cp_givenname, cp_name, cp_email) "
+                 "SELECT 500000 + i, 'Bulk', 'Kontakt ' || i, 'bulk' || i || '@example.org' FROM generate_series(1, %s) i",
+                 (n,))
+    conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id) "
+                 "SELECT 9001 + i %% 3, 500000 + i FROM generate_series(1, %s) i", (n,))
+    conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value) "
+                 "SELECT %s, 500000 + i, true FROM generate_series(1, %s) i", (flag_config_id(conn), n))
+    assert conn.execute("SELECT stale, last_error FROM kivi_otrs.sync_state").fetchone() == (False, None)
+    valid = conn.execute(f"SELECT count(*) FROM {USERS} WHERE login LIKE 'bulk%%' AND cp_valid_id = 1").fetchone()
+    assert valid == (n,)
+    conn.execute("UPDATE public.contacts SET cp_email = replace(cp_email, 'bulk', 'massen') WHERE cp_id > 500000")
+    assert conn.execute(f"SELECT count(*) FROM {USERS} WHERE login LIKE 'massen%%'").fetchone() == (n,)
+    assert conn.execute(f"SELECT count(*) FROM {USERS} WHERE login LIKE 'bulk%%'").fetchone() == (0,)
