@@ -15,3 +15,16 @@ INSERT INTO public.units (name, base_unit, factor, type, sortkey, id) VALUES
     ('Tag', 'Std', 8, 'service', 3, 3),
     ('psch', NULL, 0, 'service', 4, 4),
     ('Stck', NULL, 0, 'dimension', 5, 5);
+-- Only in the full kivitendo schema: the default part classification and a receivables account.
+DO $$
+BEGIN
+    IF to_regclass('public.part_classifications') IS NOT NULL THEN
+        EXECUTE $q$INSERT INTO public.part_classifications (id, description, abbreviation)
+                   VALUES (0, '-------', 'None') ON CONFLICT DO NOTHING$q$;
+    END IF;
+    IF to_regclass('public.chart') IS NOT NULL THEN
+        EXECUTE $q$INSERT INTO public.chart (id, accno, description, link) VALUES (1400, '1400', 'Forderungen', 'AR')
+                   ON CONFLICT DO NOTHING$q$;
+    END IF;
+END
+$$;

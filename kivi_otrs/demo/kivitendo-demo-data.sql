@@ -49,4 +49,4 @@ INSERT INTO public.orderitems (trans_id, parts_id, description, qty, sellprice, 
 SELECT oe.id, parts.id, 'Wartungspauschale', 1, 250, 'Std', 1, 'always'
 FROM public.oe, public.parts WHERE oe.ordnumber = 'A-2026-001' AND parts.partnumber = 'SYS-STD';
 INSERT INTO public.periodic_invoices_configs (oe_id, periodicity, order_value_periodicity, ar_chart_id, start_date)
-SELECT id, 'm', 'p', 0, DATE '2026-10-01' FROM public.oe WHERE ordnumber = 'A-2026-001';
+SELECT id, 'm', 'p', 1400, DATE '2026-10-01' FROM public.oe WHERE ordnumber = 'A-2026-001';
