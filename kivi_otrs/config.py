@@ -88,6 +88,24 @@ def _parse_period(value: str) -> str:
     raise ValueError("expected previous-month, current-month or last-N-days")
 
 
+def _parse_number_format(value: str) -> str:
+    if value not in ("1.000,00", "1000,00", "1,000.00", "1000.00", "1'000.00"):
+        raise ValueError("expected one of 1.000,00 1000,00 1,000.00 1000.00 1'000.00")
+    return value
+
+
+def _parse_price_source(value: str) -> str:
+    if value not in ("", "customer_hourly_rate", "part"):
+        raise ValueError("expected empty (kivitendo prices), customer_hourly_rate or part")
+    return value
+
+
+def _parse_rounding_mode(value: str) -> str:
+    if value not in ("up", "nearest"):
+        raise ValueError("expected up or nearest")
+    return value
+
+
 def _parse_text(value: str) -> str:
     return value
 
@@ -138,9 +156,18 @@ SETTINGS: dict[str, Setting] = {
         Setting("billing.default_part", "", _parse_text, "Part number of the default hourly-rate article"),
         Setting("billing.rounding_increment_minutes", "15", _parse_decimal,
                 "Round each ticket's time to this many minutes (0 = no rounding)"),
-        Setting("billing.rounding_mode", "up", _parse_text, "up or nearest"),
+        Setting("billing.rounding_mode", "up", _parse_rounding_mode, "Round each ticket up or to the nearest increment"),
         Setting("billing.minimum_minutes", "0", _parse_decimal, "Minimum billed minutes per ticket"),
         Setting("billing.language", "de", _parse_text, "Template language: de or en"),
+        Setting("billing.number_format", "1.000,00", _parse_number_format,
+                "Number format of quantities and prices sent to kivitendo (the users' format)"),
+        Setting("billing.price_source", "", _parse_price_source,
+                "Empty: kivitendo's price rules price the positions; customer_hourly_rate or part: send a price"),
+        Setting("billing.reservation_minutes", "120", _parse_positive_int,
+                "Tickets offered to an order that is not saved within this time are offered again"),
+        Setting("api.token", "", _parse_text,
+                "Bearer token of the local endpoint (kivi-otrs serve); KIVI_OTRS_API_TOKEN overrides",
+                secret=True, env="KIVI_OTRS_API_TOKEN"),
     ]
 }
 

@@ -140,6 +140,9 @@ BEGIN
     END IF;
     INSERT INTO kivi_otrs.install_state VALUES ('trgm_schema', v_schema);
     EXECUTE format('CREATE INDEX customer_user_search_trgm_idx ON kivi_otrs.customer_user USING gin (lower(search_text) %I.gin_trgm_ops)', v_schema);
+    -- Finer statistics on the searched expression: OTRS's LIMIT 250 search needs good row estimates
+    -- to choose between a trigram bitmap scan (rare terms) and an early-stopping scan (common terms).
+    ALTER INDEX kivi_otrs.customer_user_search_trgm_idx ALTER COLUMN 1 SET STATISTICS 1000;
     EXECUTE format('CREATE INDEX customer_user_customernumber_trgm_idx ON kivi_otrs.customer_user USING gin (lower(customernumber) %I.gin_trgm_ops)', v_schema);
     EXECUTE format('CREATE INDEX customer_company_search_trgm_idx ON kivi_otrs.customer_company USING gin (lower(search_text) %I.gin_trgm_ops)', v_schema);
 END

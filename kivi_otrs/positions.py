@@ -1,0 +1,387 @@
+"""Order positions from billable tickets, claimed in the billing ledger.
+
+One position per ticket. The flow of one user action (button click or CLI call):
+1. read the order/customer and settings (:func:`load_target`);
+2. fetch the closed tickets from OTRS (no database transaction held meanwhile);
+3. in ONE transaction (:func:`claim`): lock the tickets, read what the ledger already
+   holds for them, decide per ticket (new / already billed / skipped with a reason),
+   render the texts and write the reservations -- two clicks at once serialise on the
+   ticket locks, so the second one finds everything reserved and adds nothing.
+A reservation becomes "billed" when kivitendo saves the position (ledger trigger),
+and is offered again when it was not saved before ``billing.reservation_minutes``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .errors import BillingError
+from .render import Renderer, format_number
+
+MINUTE_UNIT = "min"
+
+ORDER_SQL = """
+SELECT oe.id, oe.ordnumber, oe.record_type::text AS record_type, oe.closed, cu.id AS customer_db_id,
+       btrim(cu.customernumber) AS customer_number, cu.name AS customer_name, cu.hourly_rate,
+       EXISTS (SELECT 1 FROM public.periodic_invoices_configs p WHERE p.oe_id = oe.id AND p.active) AS periodic
+FROM public.oe oe JOIN public.customer cu ON cu.id = oe.customer_id
+WHERE oe.id = %(id)s
+"""
+CUSTOMER_SQL = """
+SELECT id AS customer_db_id, btrim(customernumber) AS customer_number, name AS customer_name, hourly_rate
+FROM public.customer
+WHERE (%(id)s::int IS NOT NULL AND id = %(id)s) OR (%(number)s::text IS NOT NULL AND btrim(customernumber) = %(number)s)
+ORDER BY coalesce(obsolete, false), id
+"""
+PREFILL_SQL = """
+SELECT oi.parts_id FROM public.orderitems oi JOIN public.parts p ON p.id = oi.parts_id
+WHERE oi.trans_id = %(id)s AND oi.unit = ANY(%(units)s)
+ORDER BY oi.position, oi.id LIMIT 1
+"""
+UNITS_SQL = "SELECT name, base_unit, factor FROM public.units"
+PARTS_SQL = """
+SELECT id, partnumber, description, unit, sellprice, obsolete FROM public.parts
+WHERE id = ANY(%(ids)s) OR partnumber = ANY(%(numbers)s)
+"""
+RULES_SQL = "SELECT customer_number, queue, service, partnumber, billable FROM kivi_otrs.article_rule"
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t, 0)) FROM unnest(%(ids)s::bigint[]) t ORDER BY t"
+ACTIVE_SQL = """
+SELECT ticket_id, state, minutes, oe_id, orderitems_id, claimed_by, claimed_at, reserved_until,
+       (SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id) AS ordnumber
+FROM kivi_otrs.ledger l
+WHERE ticket_id = ANY(%(ids)s) AND (state = 'billed' OR (state = 'reserved' AND reserved_until > now()))
+ORDER BY ticket_id, claimed_at
+"""
+INSERT_SQL = """
+INSERT INTO kivi_otrs.ledger (ticket_id, ticket_number, customer_number, minutes, ticket_minutes, billed_minutes, qty,
+                              unit, parts_id, state, oe_id, marker, period_start, period_end, ticket_closed,
+                              reserved_until, claimed_by, source, otrs_data)
+SELECT r.ticket_id, r.ticket_number, r.customer_number, r.minutes, r.ticket_minutes, r.billed_minutes, r.qty, r.unit,
+       r.parts_id, 'reserved', r.oe_id, r.marker, r.period_start, r.period_end, r.ticket_closed,
+       now() + make_interval(mins => %(reserve)s), r.claimed_by, r.source, r.otrs_data
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(ticket_id bigint, ticket_number text, customer_number text,
+     minutes numeric, ticket_minutes numeric, billed_minutes numeric, qty numeric, unit text, parts_id int,
+     oe_id int, marker uuid, period_start date, period_end date, ticket_closed timestamptz, claimed_by text,
+     source text, otrs_data jsonb)
+"""
+RELEASE_SQL = """
+UPDATE kivi_otrs.ledger SET state = 'released', released_at = now(), release_reason = %(reason)s
+WHERE state = 'reserved' AND (%(oe_id)s::int IS NULL OR oe_id = %(oe_id)s)
+  AND (%(customer)s::text IS NULL OR customer_number = %(customer)s)
+RETURNING ticket_number
+"""
+
+
+class TicketLike(Protocol):
+    """What positions need of an OTRS ticket (kivi_otrs.otrs.Ticket provides it)."""
+
+    ticket_id: int
+    number: str
+    title: str
+    state: str
+    queue: str
+    service: str
+    type: str
+    customer_id: str
+    customer_user: str
+    closed: datetime | None
+    time_units: Decimal
+    minutes: Decimal
+
+
+@dataclass(frozen=True)
+class Target:
+    """The order (or customer) positions are made for."""
+
+    customer_db_id: int
+    customer_number: str
+    customer_name: str
+    hourly_rate: Decimal | None
+    oe_id: int | None = None
+    ordnumber: str | None = None
+    periodic: bool = False
+    prefill_parts_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    id: int
+    partnumber: str
+    description: str
+    unit: str
+    unit_minutes: Decimal | None
+    sellprice: Decimal | None
+
+
+@dataclass
+class Plan:
+    """The outcome of one claim: positions to add, tickets already billed, tickets skipped."""
+
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    new: list[dict[str, Any]] = field(default_factory=list)
+    billed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def message(self) -> str:
+        total = len(self.new) + len(self.billed) + len(self.skipped)
+        text = f"{len(self.new)} new position(s) from {total} closed ticket(s)"
+        if self.billed:
+            text += f"; {len(self.billed)} already billed or reserved"
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"positions": self.positions, "preview": {"new": self.new, "billed": self.billed,
+                                                          "skipped": self.skipped}, "message": self.message()}
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    default_part: str
+    increment: Decimal
+    rounding_mode: str
+    minimum: Decimal
+    price_source: str
+    reservation_minutes: int
+    timezone: str
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> BillingSettings:
+        return cls(default_part=values["billing.default_part"], increment=values["billing.rounding_increment_minutes"],
+                   rounding_mode=values["billing.rounding_mode"], minimum=values["billing.minimum_minutes"],
+                   price_source=values["billing.price_source"], reservation_minutes=values["billing.reservation_minutes"],
+                   timezone=values["site.timezone"])
+
+
+def unit_minutes(units: dict[str, tuple[str | None, Decimal | None]]) -> dict[str, Decimal]:
+    """Minutes per unit for every kivitendo unit that resolves to ``min`` (Std = 60, Tag = 480)."""
+    result: dict[str, Decimal] = {}
+    for name in units:
+        factor, current, seen = Decimal(1), name, set()
+        while current != MINUTE_UNIT:
+            base, step = units.get(current, (None, None))
+            if base is None or current in seen or not step:
+                break
+            seen.add(current)
+            factor *= Decimal(step)
+            current = base
+        if current == MINUTE_UNIT:
+            result[name] = factor
+    return result
+
+
+def round_minutes(minutes: Decimal, increment: Decimal, mode: str, minimum: Decimal) -> Decimal:
+    """Round to the increment (up or nearest), then apply the per-ticket minimum."""
+    if increment > 0:
+        steps = (minutes / increment).quantize(Decimal(1), rounding=ROUND_CEILING if mode == "up" else ROUND_HALF_UP)
+        minutes = steps * increment
+    return max(minutes, minimum)
+
+
+def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, customer_db_id: int | None = None,
+                customer_number: str | None = None) -> Target:
+    """The order (must be a sales order) or the customer to bill."""
+    cur = conn.cursor(row_factory=dict_row)
+    if order_id is not None:
+        row = cur.execute(ORDER_SQL, {"id": order_id}).fetchone()
+        if row is None:
+            raise BillingError(f"order {order_id} not found or has no customer; save the order first")
+        if row["record_type"] != "sales_order":
+            raise BillingError(f"order {row['ordnumber']} is a {row['record_type']}, not a sales order")
+        if not row["customer_number"]:
+            raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
+        minutes = unit_minutes(_units(conn))
+        prefill = cur.execute(PREFILL_SQL, {"id": order_id, "units": list(minutes)}).fetchone()
+        return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"],
+                      row["id"], row["ordnumber"], bool(row["periodic"]), prefill["parts_id"] if prefill else None)
+    rows = cur.execute(CUSTOMER_SQL, {"id": customer_db_id, "number": customer_number}).fetchall()
+    if not rows:
+        raise BillingError(f"customer {customer_number or customer_db_id} not found in kivitendo")
+    row = rows[0]
+    if not row["customer_number"]:
+        raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
+    return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"])
+
+
+def _units(conn: psycopg.Connection[Any]) -> dict[str, tuple[str | None, Decimal | None]]:
+    return {name: (base, factor) for name, base, factor in conn.execute(UNITS_SQL).fetchall()}
+
+
+class ArticleResolver:
+    """Which article bills a ticket: order prefill, customer rule, queue/service rule, default."""
+
+    def __init__(self, conn: psycopg.Connection[Any], target: Target, default_part: str) -> None:
+        self.target = target
+        self.minutes = unit_minutes(_units(conn))
+        self.rules = conn.execute(RULES_SQL).fetchall()
+        numbers = [r[3] for r in self.rules if r[3]] + ([default_part] if default_part else [])
+        ids = [target.prefill_parts_id] if target.prefill_parts_id else []
+        self.parts: dict[Any, Part] = {}
+        for pid, number, desc, unit, price, _obsolete in conn.execute(PARTS_SQL, {"ids": ids, "numbers": numbers}):
+            part = Part(pid, number, desc or number, unit, self.minutes.get(unit), price)
+            self.parts[pid] = part
+            self.parts[number] = part
+        self.default_part = default_part
+
+    def _rule(self, ticket: TicketLike) -> tuple[str | None, bool] | None:
+        customer = self.target.customer_number
+        candidates = [
+            r for r in self.rules
+            if (r[0] is None or r[0] == customer) and (r[1] is None or r[1] == ticket.queue)
+            and (r[2] is None or r[2] == (ticket.service or ""))
+        ]
+        if not candidates:
+            return None
+        if any(not r[4] for r in candidates):  # a non-billable queue/service is never billed
+            return None, False
+        # most specific first: customer, then queue, then service
+        best = max(candidates, key=lambda r: (r[0] is not None, r[1] is not None, r[2] is not None))
+        return best[3], best[4]
+
+    def resolve(self, ticket: TicketLike) -> tuple[Part | None, str]:
+        """(part, source) or (None, reason why not billable)."""
+        rule = self._rule(ticket)
+        if rule is not None and not rule[1]:
+            return None, f"queue {ticket.queue!r} / service {ticket.service!r} is configured as not billable"
+        if self.target.prefill_parts_id and self.target.prefill_parts_id in self.parts:
+            return self.parts[self.target.prefill_parts_id], "order"
+        if rule is not None and rule[0]:
+            part = self.parts.get(rule[0])
+            if part is None:
+                return None, f"article rule names part {rule[0]!r}, which does not exist in kivitendo"
+            return part, "rule"
+        if self.default_part:
+            part = self.parts.get(self.default_part)
+            if part is None:
+                return None, f"billing.default_part {self.default_part!r} does not exist in kivitendo"
+            return part, "default"
+        return None, "no hourly-rate article: set billing.default_part or an article rule"
+
+
+def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLike], period_start: date,
+          period_end: date, settings: BillingSettings, renderer: Renderer, user: str, source: str = "button",
+          dry_run: bool = False, periodic: bool | None = None) -> Plan:
+    """Decide, render and (unless dry_run) reserve positions for the tickets, in one transaction."""
+    plan = Plan()
+    periodic = target.periodic if periodic is None else periodic
+    resolver = ArticleResolver(conn, target, settings.default_part)
+    tz = ZoneInfo(settings.timezone)
+    by_id = {t.ticket_id: t for t in tickets}
+    ids = sorted(by_id)
+    rows: list[dict[str, Any]] = []
+    with conn.transaction():
+        if not dry_run and ids:
+            conn.execute(LOCK_SQL, {"ids": ids})
+        active: dict[int, list[dict[str, Any]]] = {}
+        for row in conn.cursor(row_factory=dict_row).execute(ACTIVE_SQL, {"ids": ids}):
+            active.setdefault(row["ticket_id"], []).append(row)
+        for ticket_id in ids:
+            ticket = by_id[ticket_id]
+            info = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "title": ticket.title,
+                    "minutes": str(ticket.minutes)}
+            if ticket.customer_id != target.customer_number:
+                plan.skipped.append({**info, "reason": f"ticket belongs to customer {ticket.customer_id!r}"})
+                continue
+            if ticket.minutes <= 0:
+                plan.skipped.append({**info, "reason": "no accounted time"})
+                continue
+            claimed = sum((Decimal(e["minutes"]) for e in active.get(ticket_id, [])), Decimal(0))
+            open_minutes = ticket.minutes - claimed
+            if open_minutes <= 0:
+                entry = active[ticket_id][-1]
+                where = f"order {entry['ordnumber']}" if entry["ordnumber"] else "an unsaved order"
+                what = "billed on" if entry["state"] == "billed" else (
+                    f"reserved until {entry['reserved_until'].astimezone(tz):%H:%M} by {entry['claimed_by']} for")
+                plan.billed.append({**info, "state": entry["state"], "oe_id": entry["oe_id"],
+                                    "orderitems_id": entry["orderitems_id"], "where": f"{what} {where}"})
+                continue
+            part, why = resolver.resolve(ticket)
+            if part is None:
+                plan.skipped.append({**info, "reason": why})
+                continue
+            if part.unit_minutes is None:
+                plan.skipped.append({**info, "reason": f"article {part.partnumber} has unit {part.unit!r}, "
+                                                        "not a time unit based on min"})
+                continue
+            billed_minutes = round_minutes(open_minutes, settings.increment, settings.rounding_mode, settings.minimum)
+            qty = (billed_minutes / part.unit_minutes).quantize(Decimal("0.00001"))
+            marker = uuid.uuid4()
+            closed_local = ticket.closed.astimezone(tz) if ticket.closed else None
+            context = {
+                "ticket": {"id": ticket.ticket_id, "number": ticket.number, "title": ticket.title,
+                           "state": ticket.state, "queue": ticket.queue, "service": ticket.service, "type": ticket.type,
+                           "customer_id": ticket.customer_id, "customer_user": ticket.customer_user,
+                           "closed": f"{closed_local:%Y-%m-%d %H:%M}" if closed_local else ""},
+                "minutes": open_minutes, "billed_minutes": billed_minutes, "qty": qty, "unit": part.unit,
+                "part": {"partnumber": part.partnumber, "description": part.description},
+                "period": {"start": period_start.isoformat(), "end": period_end.isoformat()},
+                "customer": {"number": target.customer_number, "name": target.customer_name},
+                "order": {"ordnumber": target.ordnumber or ""},
+            }
+            description = renderer.render("description", context)
+            longdescription = renderer.render("longdescription", context) + f"<!-- kivi-otrs:{marker} -->"
+            position: dict[str, Any] = {
+                "parts_id": part.id,
+                "qty_as_number": format_number(qty, renderer.number_format, 2),
+                "description": description,
+                "longdescription": longdescription,
+                "unit": part.unit,
+            }
+            price = _price(part, target, settings.price_source)
+            if price is not None:
+                position["sellprice_as_number"] = format_number(price, renderer.number_format, 2)
+            if periodic:
+                position["recurring_billing_mode"] = "once"
+            plan.positions.append(position)
+            plan.new.append({**info, "billed_minutes": str(billed_minutes), "qty": str(qty), "unit": part.unit,
+                             "partnumber": part.partnumber, "article_source": why, "marker": str(marker),
+                             "delta": claimed > 0})
+            rows.append({
+                "ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "customer_number": ticket.customer_id,
+                "minutes": str(open_minutes), "ticket_minutes": str(ticket.minutes),
+                "billed_minutes": str(billed_minutes), "qty": str(qty), "unit": part.unit, "parts_id": part.id,
+                "oe_id": target.oe_id, "marker": str(marker), "period_start": period_start.isoformat(),
+                "period_end": period_end.isoformat(),
+                "ticket_closed": ticket.closed.isoformat() if ticket.closed else None, "claimed_by": user,
+                "source": source,
+                "otrs_data": {"TicketID": ticket.ticket_id, "TicketNumber": ticket.number, "Title": ticket.title,
+                              "State": ticket.state, "Queue": ticket.queue, "TimeUnit": str(ticket.time_units),
+                              "Closed": ticket.closed.isoformat() if ticket.closed else None},
+            })
+        if rows and not dry_run:
+            conn.execute(INSERT_SQL, {"rows": json.dumps(rows), "reserve": settings.reservation_minutes})
+        if dry_run:
+            for position in plan.positions:
+                position["longdescription"] = position["longdescription"].rsplit("<!-- kivi-otrs:", 1)[0]
+    return plan
+
+
+def _price(part: Part, target: Target, source: str) -> Decimal | None:
+    if source == "customer_hourly_rate" and target.hourly_rate is not None and part.unit_minutes:
+        return (Decimal(target.hourly_rate) * part.unit_minutes / 60).quantize(Decimal("0.01"))
+    if source == "part" and part.sellprice is not None:
+        return Decimal(part.sellprice)
+    return None
+
+
+def release(conn: psycopg.Connection[Any], oe_id: int | None, customer_number: str | None, reason: str) -> list[str]:
+    """Give up unsaved reservations (of an order or a customer) so the tickets are offered again."""
+    if oe_id is None and customer_number is None:
+        raise BillingError("name the order (--order-id) or the customer (--customer) whose reservations to release")
+    with conn.transaction():
+        rows = conn.execute(RELEASE_SQL, {"oe_id": oe_id, "customer": customer_number, "reason": reason}).fetchall()
+    return sorted({r[0] for r in rows})
+
+
+def reservation_deadline(minutes: int) -> datetime:
+    return datetime.now().astimezone() + timedelta(minutes=minutes)
