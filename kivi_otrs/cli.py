@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import date
 from typing import Any
 
 import click
@@ -219,6 +220,178 @@ def break_lock_cmd(dsn: str | None) -> None:
     """
     migrate.break_lock(db.resolve_dsn(dsn))
     click.echo("Lock removed.")
+
+
+def _parse_day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise KiviOtrsError(f"{name} must be a date like 2026-10-31") from None
+
+
+@cli.command("positions")
+@DSN_OPTION
+@click.option("--order-id", type=int, help="kivitendo sales order (oe.id): prefill article, periodic invoices.")
+@click.option("--customer", "customer_number", help="kivitendo customer number (= OTRS CustomerID).")
+@click.option("--period", help="previous-month (default), current-month or last-N-days.")
+@click.option("--from", "date_from", help="First day (YYYY-MM-DD), with --to instead of --period.")
+@click.option("--to", "date_to", help="Last day (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Positions and preview as JSON (Order/add_multi_items shape).")
+@click.option("--dry-run", is_flag=True, help="Preview only: reserve nothing in the ledger.")
+def positions_cmd(dsn: str | None, order_id: int | None, customer_number: str | None, period: str | None,
+                  date_from: str | None, date_to: str | None, as_json: bool, dry_run: bool) -> None:
+    """Order positions for a customer's closed tickets; reserves them unless --dry-run.
+
+    Example: kivi-otrs positions --customer 1000387 --period previous-month --dry-run
+    """
+    from .service import Request, make_positions
+
+    if order_id is None and not customer_number:
+        raise KiviOtrsError("name the order (--order-id N) or the customer (--customer NUMBER)")
+    request = Request(order_id=order_id, customer_number=customer_number, period=period,
+                      date_from=_parse_day(date_from, "--from"), date_to=_parse_day(date_to, "--to"),
+                      dry_run=dry_run, source="cli")
+    plan, span = make_positions(db.resolve_dsn(dsn), request)
+    if as_json:
+        click.echo(json.dumps(plan.as_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"Period {span.start:%Y-%m-%d} .. {span.end:%Y-%m-%d} (exclusive); "
+               f"{'preview, nothing reserved' if dry_run else 'reserved in the ledger'}")
+    for item, position in zip(plan.new, plan.positions):
+        click.echo(f"  new      {item['ticket_number']:<18} {position['qty_as_number']:>9} {position['unit']:<5} "
+                   f"{position['description']} | {item['title']}")
+    for item in plan.billed:
+        click.echo(f"  billed   {item['ticket_number']:<18} {item['where']}")
+    for item in plan.skipped:
+        click.echo(f"  skipped  {item['ticket_number']:<18} {item['reason']}")
+    click.echo(plan.message())
+
+
+@cli.command("release")
+@DSN_OPTION
+@click.option("--order-id", type=int, help="Release the unsaved reservations of this order.")
+@click.option("--customer", "customer_number", help="Release the unsaved reservations of this customer.")
+def release_cmd(dsn: str | None, order_id: int | None, customer_number: str | None) -> None:
+    """Give up tickets offered to an order that was never saved, so they are offered again.
+
+    Example: kivi-otrs release --customer 1000387
+    """
+    from . import positions
+
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        released = positions.release(conn, order_id, customer_number, "released with kivi-otrs release")
+    click.echo(f"Released {len(released)} ticket(s): {', '.join(released)}" if released else "Nothing reserved.")
+
+
+@cli.command("serve")
+@DSN_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port.")
+def serve_cmd(dsn: str | None, host: str, port: int) -> None:
+    """Run the local endpoint kivitendo's order-screen button calls (loopback only, token required).
+
+    Example: KIVI_OTRS_API_TOKEN=... kivi-otrs serve --dsn postgresql://kivitendo@localhost/firma
+    """
+    import logging
+
+    from .endpoint import EndpointServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = EndpointServer(db.resolve_dsn(dsn), host, port)
+    click.echo(f"kivi-otrs endpoint on {server.url} (POST /positions, GET /health); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@cli.group("template")
+def template_group() -> None:
+    """Show or override the Jinja templates of position texts.
+
+    Example: kivi-otrs template set longdescription my-text.j2 --language de
+    """
+
+
+@template_group.command("show")
+@DSN_OPTION
+@click.argument("name", type=click.Choice(["description", "longdescription"]))
+@click.option("--language", default="de", show_default=True)
+def template_show_cmd(dsn: str | None, name: str, language: str) -> None:
+    """Print the template in use (the override, else the shipped one).
+
+    Example: kivi-otrs template show longdescription --language de
+    """
+    from .resources import resource_dir
+
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        row = conn.execute("SELECT body FROM kivi_otrs.template WHERE name = %s AND language = %s",
+                           (name, language)).fetchone()
+    if row:
+        click.echo(row[0])
+        return
+    path = resource_dir("templates") / "positions" / language / f"{name}.j2"
+    if not path.exists():
+        raise KiviOtrsError(f"no {name} template for language {language!r}")
+    click.echo(path.read_text(encoding="utf-8"))
+
+
+@template_group.command("set")
+@DSN_OPTION
+@click.argument("name", type=click.Choice(["description", "longdescription"]))
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--language", default="de", show_default=True)
+def template_set_cmd(dsn: str | None, name: str, file: Any, language: str) -> None:
+    """Store an override after checking it compiles and renders sample data.
+
+    Example: kivi-otrs template set description beschreibung.j2 --language de
+    """
+    from .render import validate_template
+
+    body = file.read()
+    validate_template(name, language, body)
+    with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
+        conn.execute("INSERT INTO kivi_otrs.template (name, language, body) VALUES (%s, %s, %s) "
+                     "ON CONFLICT (name, language) DO UPDATE SET body = EXCLUDED.body, mtime = now()",
+                     (name, language, body))
+    click.echo(f"Template {name}/{language} saved.")
+
+
+@cli.command("article")
+@DSN_OPTION
+@click.option("--customer", "customer_number", help="Customer number the rule is for.")
+@click.option("--queue", help="OTRS queue the rule is for.")
+@click.option("--service", help="OTRS service the rule is for.")
+@click.option("--part", "partnumber", help="Part number of the article to bill.")
+@click.option("--not-billable", is_flag=True, help="Tickets matching the rule are skipped.")
+@click.option("--delete", is_flag=True, help="Remove the rule.")
+def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None, service: str | None,
+                partnumber: str | None, not_billable: bool, delete: bool) -> None:
+    """Set which article bills a customer's or a queue's tickets (or that a queue is not billed).
+
+    Example: kivi-otrs article --queue Intern --not-billable
+    """
+    if not (customer_number or queue or service):
+        raise KiviOtrsError("a rule needs --customer, --queue and/or --service")
+    key = {"c": customer_number, "q": queue, "s": service}
+    with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
+        conn.execute("DELETE FROM kivi_otrs.article_rule WHERE customer_number IS NOT DISTINCT FROM %(c)s "
+                     "AND queue IS NOT DISTINCT FROM %(q)s AND service IS NOT DISTINCT FROM %(s)s", key)
+        if delete:
+            click.echo("Rule removed.")
+            return
+        if not not_billable:
+            if not partnumber:
+                raise KiviOtrsError("name the article with --part NUMBER (or use --not-billable)")
+            if not conn.execute("SELECT 1 FROM public.parts WHERE partnumber = %s", (partnumber,)).fetchone():
+                raise KiviOtrsError(f"part {partnumber!r} does not exist in kivitendo")
+        conn.execute("INSERT INTO kivi_otrs.article_rule (customer_number, queue, service, partnumber, billable) "
+                     "VALUES (%(c)s, %(q)s, %(s)s, %(p)s, %(b)s)", {**key, "p": partnumber, "b": not not_billable})
+    click.echo("Rule saved.")
 
 
 def _register_optional_commands() -> None:

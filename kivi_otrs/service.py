@@ -1,0 +1,69 @@
+"""One user action end to end: settings -> order/customer -> OTRS tickets -> claimed positions.
+
+Used by ``kivi-otrs positions``, the local endpoint behind the order-screen button
+(``kivi-otrs serve``) and the demo. The database transaction that reads settings is
+finished before OTRS is asked, so no lock is held while the helpdesk answers; the
+claim itself is one transaction (see :mod:`kivi_otrs.positions`).
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Callable
+
+from . import config, db, positions
+from .period import Period, resolve_period
+from .render import Renderer
+
+TicketFetcher = Callable[[config.OtrsSettings, str, Period], list[Any]]
+
+
+def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period) -> list[Any]:
+    """Billable closed tickets of one customer in the period, from the OTRS web service."""
+    from .otrs import OtrsClient
+
+    client = OtrsClient(settings)
+    try:
+        return list(client.closed_tickets(customer_number, period).tickets)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the button (or the CLI) asks for."""
+
+    order_id: int | None = None
+    customer_db_id: int | None = None
+    customer_number: str | None = None
+    period: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    periodic: bool | None = None
+    number_format: str | None = None
+    dry_run: bool = False
+    user: str = ""
+    source: str = "button"
+
+
+def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from_otrs) -> tuple[positions.Plan, Period]:
+    """Run one positions action; raises KiviOtrsError subclasses with one-line messages."""
+    with db.connect(dsn) as conn:
+        values = config.effective(conn)
+        otrs_settings = config.otrs_settings(values)
+        target = positions.load_target(conn, request.order_id, request.customer_db_id, request.customer_number)
+        renderer = Renderer.from_database(conn, values["billing.language"],
+                                          request.number_format or values["billing.number_format"])
+        billing = positions.BillingSettings.from_values(values)
+        conn.commit()
+        period = resolve_period(request.period or values["billing.period"], values["site.timezone"],
+                                date_from=request.date_from, date_to=request.date_to)
+        tickets = fetch(otrs_settings, target.customer_number, period)
+        plan = positions.claim(
+            conn, target, tickets, period.start.date(), (period.end - timedelta(seconds=1)).date(), billing, renderer,
+            user=request.user or getpass.getuser(), source=request.source, dry_run=request.dry_run,
+            periodic=request.periodic if request.periodic else None,
+        )
+    return plan, period
