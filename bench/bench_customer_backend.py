@@ -148,7 +148,7 @@ def run(dsn: str, customers: int, contacts: int, queries: int, seed: int) -> Non
             timed(conn, OURS_SEARCH, [(f"%{terms[0]}%",)])
             timed(conn, SEED_SEARCH, [(f"%{terms[0]}%",) * 5])
         ours_search = timed(conn, OURS_SEARCH, [(f"%{t}%",) for t in terms])
-        slowest = sorted(zip(ours_search, terms), reverse=True)[:3]
+        slowest = sorted(zip(ours_search, terms, strict=True), reverse=True)[:3]
         print("slowest searches (ours): " + ", ".join(f"{t!r} {ms:.1f} ms" for ms, t in slowest))
         seed_n = max(10, queries // 10)
         seed_search = timed(conn, SEED_SEARCH, [(f"%{t}%",) * 5 for t in terms[:seed_n]])

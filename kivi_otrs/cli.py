@@ -259,7 +259,7 @@ def positions_cmd(dsn: str | None, order_id: int | None, customer_number: str | 
         return
     click.echo(f"Period {span.start:%Y-%m-%d} .. {span.end:%Y-%m-%d} (exclusive); "
                f"{'preview, nothing reserved' if dry_run else 'reserved in the ledger'}")
-    for item, position in zip(plan.new, plan.positions):
+    for item, position in zip(plan.new, plan.positions, strict=True):
         click.echo(f"  new      {item['ticket_number']:<18} {position['qty_as_number']:>9} {position['unit']:<5} "
                    f"{position['description']} | {item['title']}")
     for item in plan.billed:
@@ -395,10 +395,8 @@ def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None,
 
 
 def _register_optional_commands() -> None:
-    try:
-        from . import otrs_commands
-    except ImportError:  # pragma: no cover - only while the OTRS side is being built
-        return
+    from . import otrs_commands
+
     for name in dir(otrs_commands):
         obj = getattr(otrs_commands, name)
         if isinstance(obj, click.Command) and obj.name not in cli.commands:
@@ -425,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"Error: database error: {db.redact(first)}", err=True)
         sys.exit(3)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+    except Exception as exc:
         if os.environ.get("KIVI_OTRS_DEBUG"):
             raise
         click.echo(f"Error: unexpected {type(exc).__name__}: {db.redact(str(exc))[:300]} "

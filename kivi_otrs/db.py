@@ -48,7 +48,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     params.setdefault("connect_timeout", 10)
     params.setdefault("application_name", "kivi-otrs")
     try:
-        return psycopg.connect(conninfo.make_conninfo(**params), **kwargs)
+        return psycopg.connect(conninfo.make_conninfo("", **params), **kwargs)
     except psycopg.OperationalError as exc:
         first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise DatabaseError(

@@ -7,8 +7,9 @@ and data problems in kivitendo (e-mails, customer numbers, links).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 

@@ -73,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "kivi-otrs"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
@@ -90,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
         return hmac.compare_digest(given.encode(), self.server.token.encode())
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         if self.path != "/health":
             self._send(404, {"error": "unknown path; use POST /positions"})
         elif not self._authorized():
@@ -98,7 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, {"status": "ok"})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         if self.path != "/positions":
             self._send(404, {"error": "unknown path; use POST /positions"})
             return
@@ -127,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
             status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
             self._send(status, {"error": db.redact(str(exc))})
             return
-        except Exception as exc:  # noqa: BLE001 - the endpoint must answer, never hang up
+        except Exception as exc:
             log.exception("unexpected error")
             self._send(500, {"error": f"unexpected {type(exc).__name__}; see the kivi-otrs serve log"})
             return
@@ -149,7 +149,8 @@ class EndpointServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}"
 
     def start_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -12,10 +12,11 @@ A session advisory lock keeps two kivi-otrs processes from installing at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 import psycopg

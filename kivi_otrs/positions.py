@@ -53,7 +53,10 @@ SELECT id, partnumber, description, unit, sellprice, obsolete FROM public.parts
 WHERE id = ANY(%(ids)s) OR partnumber = ANY(%(numbers)s)
 """
 RULES_SQL = "SELECT customer_number, queue, service, partnumber, billable FROM kivi_otrs.article_rule"
-LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t, 0)) FROM unnest(%(ids)s::bigint[]) t ORDER BY t"
+LOCK_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t, 0))
+FROM unnest(%(ids)s::bigint[]) t ORDER BY t
+"""
 ACTIVE_SQL = """
 SELECT ticket_id, state, minutes, oe_id, orderitems_id, claimed_by, claimed_at, reserved_until,
        (SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id) AS ordnumber

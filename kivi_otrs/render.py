@@ -45,7 +45,7 @@ def format_number(value: Decimal | int | float, number_format: str = "1.000,00",
     sign = "-" if quantized < 0 else ""
     integer, _, fraction = f"{abs(quantized):f}".partition(".")
     fraction = fraction.rstrip("0").ljust(min_places, "0")
-    groups = []
+    groups: list[str] = []
     while len(integer) > 3:
         groups.insert(0, integer[-3:])
         integer = integer[:-3]

@@ -9,9 +9,10 @@ claim itself is one transaction (see :mod:`kivi_otrs.positions`).
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from . import config, db, positions
 from .period import Period, resolve_period

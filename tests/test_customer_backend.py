@@ -6,8 +6,8 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from conftest import flag_config_id, set_flag
+
 from kivi_otrs import otrs_config
 
 USERS = "kivi_otrs.otrs_customer_contacts"

@@ -9,11 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from ticketdata import TicketData
 
 from kivi_otrs import config, positions
 from kivi_otrs.errors import BillingError, TemplateError
 from kivi_otrs.render import Renderer
-from ticketdata import TicketData
 
 OCT = (date(2026, 10, 1), date(2026, 10, 31))
 

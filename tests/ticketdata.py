@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 
@@ -19,7 +19,7 @@ class TicketData:
     service: str = ""
     type: str = "Unclassified"
     customer_user: str = "anna.meyer@example.org"
-    closed: datetime | None = datetime(2026, 10, 15, 9, 30, tzinfo=timezone.utc)
+    closed: datetime | None = datetime(2026, 10, 15, 9, 30, tzinfo=UTC)
 
     @property
     def time_units(self) -> Decimal:
