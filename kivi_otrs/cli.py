@@ -394,6 +394,34 @@ def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None,
     click.echo("Rule saved.")
 
 
+@cli.command("report")
+@DSN_OPTION
+@click.argument("kind", type=click.Choice(["billed", "reconcile"]))
+@click.option("--month", help="Month of the billing period, YYYY-MM (billed; default: previous month).")
+@click.option("--customer", "customer_number", help="Only this customer number (billed).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "html"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
+def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: str | None, fmt: str, output: Any) -> None:
+    """Billed tickets per customer and month, or the reconciliation lists.
+
+    Example: kivi-otrs report billed --month 2026-10 --customer 1000387 --format html -o 1000387-2026-10.html
+    """
+    from . import reports
+
+    if month:
+        try:
+            day = date.fromisoformat(month + "-01")
+        except ValueError:
+            raise KiviOtrsError("--month must look like 2026-10") from None
+    else:
+        first = date.today().replace(day=1)
+        day = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        found = [reports.billed(conn, day, customer_number)] if kind == "billed" else reports.reconciliation(conn)
+    for rep in found:
+        output.write(rep.table() if fmt == "table" else rep.csv() if fmt == "csv" else rep.html())
+
+
 def _register_optional_commands() -> None:
     from . import otrs_commands
 

@@ -263,3 +263,22 @@ def test_quotation_is_refused(conn: psycopg.Connection[Any]) -> None:
     conn.execute("UPDATE public.oe SET record_type = 'sales_quotation' WHERE ordnumber = 'A-2026-001'")
     with pytest.raises(BillingError, match="not a sales order"):
         positions.load_target(conn, order_id=order_id(conn))
+
+
+def test_reports_billed_and_reconciliation(conn: psycopg.Connection[Any]) -> None:
+    """The monthly report lists saved tickets (escaped in HTML); deleted positions show up for reconciliation."""
+    from kivi_otrs import reports
+
+    oe = new_order(conn)
+    plan = claim(conn, [TicketData(31, "31", "<b>Drucker</b>", Decimal(20)), TicketData(32, "32", "VPN", Decimal(45))],
+                 target=positions.load_target(conn, order_id=oe))
+    item_ids = save_positions(conn, oe, plan)
+    report = reports.billed(conn, date(2026, 10, 5), "KIVI-1001")
+    assert [r[2] for r in report.rows] == ["31", "32"]
+    assert report.title == "Billed tickets 2026-10 for customer KIVI-1001: 2 tickets, 65 min"
+    assert "&lt;b&gt;Drucker&lt;/b&gt;" in report.html() and "<b>Drucker</b>" not in report.html()
+    assert report.csv().splitlines()[1].startswith("KIVI-1001,Müller & Söhne GmbH,31,<b>Drucker</b>")
+    assert reports.billed(conn, date(2026, 11, 1)).rows == []
+    conn.execute("DELETE FROM public.orderitems WHERE id = %s", (item_ids[0],))
+    deleted = reports.reconciliation(conn)[0]
+    assert [r[1] for r in deleted.rows] == ["31"]

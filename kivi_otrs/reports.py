@@ -1,0 +1,136 @@
+"""Reports from the billing ledger: what was billed per customer and month, and
+reconciliation lists an admin works through.
+
+Formats: a text table, CSV, and a self-contained HTML page a customer can receive
+(every value HTML-escaped: ticket titles come from OTRS).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .render import format_number
+
+BILLED_SQL = """
+SELECT l.customer_number, cu.name AS customer_name, l.ticket_number, l.otrs_data ->> 'Title' AS title,
+       l.ticket_closed, l.minutes, l.billed_minutes, l.qty, l.unit, oe.ordnumber, l.state, l.claimed_by, l.claimed_at
+FROM kivi_otrs.ledger l
+LEFT JOIN public.oe oe ON oe.id = l.oe_id
+LEFT JOIN LATERAL (SELECT name FROM public.customer c WHERE btrim(c.customernumber) = l.customer_number
+                   ORDER BY coalesce(c.obsolete, false), c.id LIMIT 1) cu ON true
+WHERE l.state = 'billed' AND l.period_start >= %(start)s AND l.period_start < %(end)s
+  AND (%(customer)s::text IS NULL OR l.customer_number = %(customer)s)
+ORDER BY l.customer_number, l.ticket_closed NULLS LAST, l.ticket_number
+"""
+RELEASED_SQL = """
+SELECT l.customer_number, l.ticket_number, l.otrs_data ->> 'Title' AS title, l.minutes, l.released_at, l.release_reason
+FROM kivi_otrs.ledger l
+WHERE l.state = 'released' AND l.release_reason = 'position deleted'
+  AND NOT EXISTS (SELECT 1 FROM kivi_otrs.ledger b WHERE b.ticket_id = l.ticket_id AND b.state <> 'released')
+ORDER BY l.released_at DESC
+"""
+OVERBILLED_SQL = """
+SELECT ticket_number, customer_number, sum(minutes) AS billed, max(ticket_minutes) AS accounted,
+       string_agg(DISTINCT coalesce((SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id), '?'), ', ') AS orders
+FROM kivi_otrs.ledger l
+WHERE state = 'billed'
+GROUP BY ticket_id, ticket_number, customer_number
+HAVING sum(minutes) > max(ticket_minutes)
+ORDER BY ticket_number
+"""
+SHARED_EMAIL_SQL = """
+SELECT cl.login, string_agg(DISTINCT btrim(cu.customernumber), ', ') AS customers
+FROM kivi_otrs.contact_login cl
+JOIN kivi_otrs.contact_link lk ON lk.contact_id = cl.cp_id
+JOIN public.customer cu ON cu.id = lk.customer_id
+GROUP BY cl.login HAVING count(DISTINCT cu.id) > 1
+ORDER BY cl.login
+"""
+EXPIRED_SQL = """
+SELECT customer_number, ticket_number, claimed_by, claimed_at, reserved_until
+FROM kivi_otrs.ledger WHERE state = 'reserved' AND reserved_until <= now()
+ORDER BY reserved_until
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def _cell(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, Decimal):
+            return format_number(value, "1000.00", 0, 2)
+        if hasattr(value, "strftime"):
+            return str(value.strftime("%Y-%m-%d %H:%M"))
+        return str(value)
+
+    def table(self) -> str:
+        cells = [self.columns] + [[self._cell(v) for v in row] for row in self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
+        lines = [self.title, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells[1:]]
+        if not self.rows:
+            lines.append("(nothing)")
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(self.columns)
+        writer.writerows([[self._cell(v) for v in row] for row in self.rows])
+        return out.getvalue()
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._cell(v))}</td>" for v in row) + "</tr>"
+                       for row in self.rows)
+        return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + html.escape(self.title) +
+                "</title><style>body{font-family:sans-serif}table{border-collapse:collapse}"
+                "td,th{border:1px solid #999;padding:2px 6px;text-align:left}</style></head><body><h1>" +
+                html.escape(self.title) + "</h1><table><thead><tr>" + head + "</tr></thead><tbody>" + body +
+                "</tbody></table></body></html>\n")
+
+
+def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = None) -> Report:
+    """Billed tickets of one month (by billing period), per customer."""
+    start = month.replace(day=1)
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    rows = conn.cursor(row_factory=dict_row).execute(BILLED_SQL, {"start": start, "end": end, "customer": customer})
+    data = [[r["customer_number"], r["customer_name"], r["ticket_number"], r["title"], r["ticket_closed"],
+             r["minutes"], r["billed_minutes"], r["qty"], r["unit"], r["ordnumber"]] for r in rows]
+    total = sum((row[5] for row in data), Decimal(0))
+    title = f"Billed tickets {start:%Y-%m}" + (f" for customer {customer}" if customer else "")
+    if data:
+        title += f": {len(data)} tickets, {format_number(total, '1000.00', 0, 2)} min"
+    return Report(title, ["customer", "name", "ticket", "title", "closed", "minutes", "billed min", "qty", "unit",
+                          "order"], data)
+
+
+def reconciliation(conn: psycopg.Connection[Any]) -> list[Report]:
+    """Lists to work through: deleted orders, over-billed tickets, stale reservations, shared e-mails."""
+    def rows(query: str) -> list[list[Any]]:
+        return [list(r) for r in conn.execute(query).fetchall()]
+
+    return [
+        Report("Ledger entries whose position or order was deleted (tickets billable again)",
+               ["customer", "ticket", "title", "minutes", "released", "reason"], rows(RELEASED_SQL)),
+        Report("Tickets billed beyond their accounted time (saved after the reservation expired)",
+               ["ticket", "customer", "billed min", "accounted min", "orders"], rows(OVERBILLED_SQL)),
+        Report("Reservations never saved (offered again)",
+               ["customer", "ticket", "by", "at", "expired"], rows(EXPIRED_SQL)),
+        Report("Contacts with the same e-mail at several customers",
+               ["login", "customers"], rows(SHARED_EMAIL_SQL)),
+    ]
