@@ -422,9 +422,61 @@ def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: s
         output.write(rep.table() if fmt == "table" else rep.csv() if fmt == "csv" else rep.html())
 
 
-def _register_optional_commands() -> None:
-    from . import otrs_commands
+@cli.command("bill")
+@DSN_OPTION
+@click.option("--period", help="previous-month (default), current-month or last-N-days.")
+@click.option("--from", "date_from", help="First day (YYYY-MM-DD), with --to instead of --period.")
+@click.option("--to", "date_to", help="Last day (YYYY-MM-DD).")
+@click.option("--customer", "customers", multiple=True, help="Only these customer numbers (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be billed; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def bill_cmd(dsn: str | None, period: str | None, date_from: str | None, date_to: str | None,
+             customers: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Monthly billing run for all customers (cron or kivitendo background job); re-running adds nothing.
 
+    Example: kivi-otrs bill --period previous-month --dry-run
+    """
+    from . import billing_run
+
+    show_progress = sys.stdout.isatty() and not as_json
+    seen: list[str] = []
+
+    def progress(number: str) -> None:
+        seen.append(number)
+        if show_progress:
+            click.echo(f"\r  billing customer {len(seen)}: {number:<20}", nl=False)
+
+    summary = billing_run.run(db.resolve_dsn(dsn), period, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"),
+                              list(customers) or None, dry_run, progress=progress)
+    if show_progress and seen:
+        click.echo()
+    click.echo(summary.as_json() if as_json else summary.text(), nl=False)
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.command("writeback")
+@DSN_OPTION
+def writeback_cmd(dsn: str | None) -> None:
+    """Send pending dynamic-field updates to OTRS (retries what failed while OTRS was down).
+
+    Example: kivi-otrs writeback --dsn postgresql://kivitendo@localhost/firma
+    """
+    from . import writeback
+
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        values = config_mod.effective(conn)
+        counts = writeback.process(conn, config_mod.otrs_settings(values), values["writeback.field"])
+    click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def _register_optional_commands() -> None:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("kivi_otrs.otrs_commands") is None:  # not in this checkout yet
+        return
+    otrs_commands = importlib.import_module("kivi_otrs.otrs_commands")
     for name in dir(otrs_commands):
         obj = getattr(otrs_commands, name)
         if isinstance(obj, click.Command) and obj.name not in cli.commands:

@@ -107,6 +107,12 @@ def _parse_rounding_mode(value: str) -> str:
     return value
 
 
+def _parse_run_target(value: str) -> str:
+    if value not in ("new-order", "periodic-order"):
+        raise ValueError("expected new-order or periodic-order")
+    return value
+
+
 def _parse_text(value: str) -> str:
     return value
 
@@ -166,6 +172,13 @@ SETTINGS: dict[str, Setting] = {
                 "Empty: kivitendo's price rules price the positions; customer_hourly_rate or part: send a price"),
         Setting("billing.reservation_minutes", "120", _parse_positive_int,
                 "Tickets offered to an order that is not saved within this time are offered again"),
+        Setting("billing.run_target", "new-order", _parse_run_target,
+                "kivi-otrs bill: new-order (a draft sales order per customer) or periodic-order (the customer's open "
+                "order with periodic invoices, else a new one)"),
+        Setting("writeback.enabled", "false", _parse_bool,
+                "After billing, set an OTRS dynamic field on each billed ticket (and clear it on release)"),
+        Setting("writeback.field", "KivitendoOrder", _parse_text,
+                "Name of the OTRS ticket dynamic field (text) that receives order number/position"),
         Setting("api.token", "", _parse_text,
                 "Bearer token of the local endpoint (kivi-otrs serve); KIVI_OTRS_API_TOKEN overrides",
                 secret=True, env="KIVI_OTRS_API_TOKEN"),

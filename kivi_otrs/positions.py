@@ -343,6 +343,7 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
             price = _price(part, target, settings.price_source)
             if price is not None:
                 position["sellprice_as_number"] = format_number(price, renderer.number_format, 2)
+            info["sellprice"] = str(price) if price is not None else None
             if periodic:
                 position["recurring_billing_mode"] = "once"
             plan.positions.append(position)

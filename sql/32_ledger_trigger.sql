@@ -14,6 +14,13 @@ BEGIN
             SET state = 'released', released_at = now(), release_reason = 'position deleted'
             FROM kivi_otrs_old o
             WHERE l.orderitems_id = o.id AND l.state = 'billed';
+            -- Clear the OTRS dynamic field of released tickets (kivi-otrs writeback sends it).
+            INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
+            SELECT l.ticket_id, l.id, ''
+            FROM kivi_otrs.ledger l JOIN kivi_otrs_old o ON l.orderitems_id = o.id
+            WHERE l.state = 'released' AND l.released_at = now()
+              AND EXISTS (SELECT 1 FROM kivi_otrs.settings
+                          WHERE key = 'writeback.enabled' AND lower(value) IN ('1', 'true', 'yes', 'on', 't', 'y'));
         END IF;
         IF TG_OP IN ('INSERT', 'UPDATE') THEN
             UPDATE kivi_otrs.ledger l

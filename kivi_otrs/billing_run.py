@@ -1,0 +1,235 @@
+"""The monthly billing run (``kivi-otrs bill``): all customers' closed tickets at once.
+
+OTRS is asked once for the whole period (batched, see :mod:`kivi_otrs.otrs`); the
+tickets are grouped by CustomerID; every kivitendo customer is then billed in its OWN
+transaction: positions are claimed in the ledger and written into either the customer's
+open sales order with periodic invoices (``billing.run_target = periodic-order``, rows
+with recurring_billing_mode 'once') or a new draft sales order. A failure for one
+customer rolls back only that customer and is reported; re-running the same period adds
+nothing, because the ledger already holds every billed ticket.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from . import config, db, positions
+from .errors import KiviOtrsError
+from .period import Period, resolve_period
+from .render import Renderer
+
+AllTicketsFetcher = Callable[[config.OtrsSettings, Period], list[Any]]
+
+CUSTOMERS_SQL = """
+SELECT DISTINCT ON (btrim(customernumber)) btrim(customernumber), id
+FROM public.customer WHERE btrim(customernumber) = ANY(%(numbers)s)
+ORDER BY btrim(customernumber), coalesce(obsolete, false), id
+"""
+PERIODIC_ORDER_SQL = """
+SELECT oe.id FROM public.oe oe
+JOIN public.periodic_invoices_configs p ON p.oe_id = oe.id AND p.active
+JOIN public.customer cu ON cu.id = oe.customer_id
+WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type = 'sales_order' AND NOT coalesce(oe.closed, false)
+ORDER BY oe.id LIMIT 1
+"""
+NEW_ORDER_SQL = """
+INSERT INTO public.oe (ordnumber, transdate, customer_id, taxzone_id, currency_id, record_type,
+                       transaction_description, intnotes, amount, netamount)
+SELECT %(ordnumber)s, current_date, cu.id, cu.taxzone_id, cu.currency_id, 'sales_order', %(description)s,
+       %(notes)s, 0, 0
+FROM public.customer cu WHERE cu.id = %(customer)s
+RETURNING id
+"""
+ITEMS_SQL = """
+INSERT INTO public.orderitems (trans_id, parts_id, description, longdescription, qty, sellprice, discount, unit,
+                               position, recurring_billing_mode, price_factor)
+SELECT %(oe)s, r.parts_id, r.description, r.longdescription, r.qty, coalesce(r.sellprice, p.sellprice, 0), 0, r.unit,
+       (SELECT coalesce(max(position), 0) FROM public.orderitems WHERE trans_id = %(oe)s) + r.n,
+       r.mode::public.items_recurring_billing_mode, 1
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(n int, parts_id int, description text, longdescription text, qty numeric,
+     sellprice numeric, unit text, mode text)
+JOIN public.parts p ON p.id = r.parts_id
+RETURNING id, position
+"""
+TOTALS_SQL = """
+UPDATE public.oe SET netamount = t.net, amount = t.net
+FROM (SELECT sum(qty * sellprice * (1 - coalesce(discount, 0))) AS net FROM public.orderitems WHERE trans_id = %(oe)s) t
+WHERE oe.id = %(oe)s
+"""
+WRITEBACK_SQL = """
+INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
+SELECT l.ticket_id, l.id, %(value_prefix)s || '/' || oi.position
+FROM kivi_otrs.ledger l JOIN public.orderitems oi ON oi.id = l.orderitems_id
+WHERE l.marker = ANY(%(markers)s::uuid[])
+"""
+AUDIT_SQL = """
+INSERT INTO kivi_otrs.audit (actor, action, customer_number, oe_id, details)
+VALUES (%(actor)s, %(action)s, %(customer)s, %(oe)s, %(details)s::jsonb)
+"""
+
+
+@dataclass
+class CustomerResult:
+    customer_number: str
+    status: str  # billed, nothing, failed, dry-run
+    ordnumber: str | None = None
+    positions: int = 0
+    already_billed: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    period_start: str
+    period_end: str
+    tickets: int
+    customers: list[CustomerResult] = field(default_factory=list)
+    unknown_customers: list[dict[str, Any]] = field(default_factory=list)
+    writeback: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[CustomerResult]:
+        return [c for c in self.customers if c.status == "failed"]
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2, default=str)
+
+    def text(self) -> str:
+        counts = defaultdict(int)
+        for c in self.customers:
+            counts[c.status] += 1
+        lines = [f"Period {self.period_start} .. {self.period_end}: {self.tickets} closed tickets, "
+                 f"{len(self.customers)} customers ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})"]
+        for c in self.customers:
+            if c.status in ("billed", "dry-run"):
+                lines.append(f"  {c.customer_number:<14} {c.positions:>4} positions -> {c.ordnumber or '(dry run)'}"
+                             + (f", {len(c.skipped)} skipped" if c.skipped else ""))
+            elif c.status == "failed":
+                lines.append(f"  {c.customer_number:<14} FAILED: {c.error}")
+        for u in self.unknown_customers:
+            lines.append(f"  unknown CustomerID {u['customer_id']!r}: {u['tickets']} tickets, {u['minutes']} min "
+                         "(not a kivitendo customer number)")
+        return "\n".join(lines) + "\n"
+
+
+def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> list[Any]:
+    from .otrs import OtrsClient
+
+    client = OtrsClient(settings)
+    try:
+        return list(client.closed_tickets(None, period).tickets)
+    finally:
+        client.close()
+
+
+def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int, run_target: str, ordnumber: str,
+                period_label: str) -> tuple[positions.Target, bool]:
+    if run_target == "periodic-order":
+        row = conn.execute(PERIODIC_ORDER_SQL, {"number": number}).fetchone()
+        if row:
+            return positions.load_target(conn, order_id=row[0]), False
+    row = conn.execute(NEW_ORDER_SQL, {"ordnumber": ordnumber, "customer": customer_db_id,
+                                       "description": f"OTRS-Tickets {period_label}",
+                                       "notes": "Entwurf aus kivi-otrs bill; beim Speichern rechnet kivitendo die Summen "
+                                                "und Steuern neu"}).fetchone()
+    assert row is not None
+    return positions.load_target(conn, order_id=row[0]), True
+
+
+def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to: Any = None,
+        customers: list[str] | None = None, dry_run: bool = False, fetch_all: AllTicketsFetcher = fetch_all_from_otrs,
+        progress: Callable[[str], None] | None = None, user: str | None = None) -> RunSummary:
+    """Bill every customer with billable tickets in the period; see the module docstring."""
+    user = user or getpass.getuser()
+    with db.connect(dsn) as conn:
+        values = config.effective(conn)
+        otrs_settings = config.otrs_settings(values)
+        billing = positions.BillingSettings.from_values(values)
+        renderer = Renderer.from_database(conn, values["billing.language"], values["billing.number_format"])
+        conn.commit()
+        period = resolve_period(period_spec or values["billing.period"], values["site.timezone"],
+                                date_from=date_from, date_to=date_to)
+        first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
+        tickets = fetch_all(otrs_settings, period)
+        groups: dict[str, list[Any]] = defaultdict(list)
+        for t in tickets:
+            if customers is None or t.customer_id in customers:
+                groups[t.customer_id].append(t)
+        summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()))
+        known = dict(conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall())
+        conn.commit()
+        for number in sorted(groups):
+            if number not in known:
+                summary.unknown_customers.append({
+                    "customer_id": number, "tickets": len(groups[number]),
+                    "minutes": str(sum((t.minutes for t in groups[number]), Decimal(0)))})
+                continue
+            if progress:
+                progress(number)
+            summary.customers.append(_bill_customer(conn, number, known[number], groups[number], first, last, billing,
+                                                    renderer, values, user, dry_run))
+        if values.get("writeback.enabled") and not dry_run:
+            from .writeback import process
+
+            summary.writeback = process(conn, otrs_settings, values["writeback.field"])
+    return summary
+
+
+def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: int, tickets: list[Any], first: Any,
+                   last: Any, billing: positions.BillingSettings, renderer: Renderer, values: dict[str, Any], user: str,
+                   dry_run: bool) -> CustomerResult:
+    result = CustomerResult(number, "nothing")
+    ordnumber = f"OTRS-{first:%Y%m}-{number}"
+    try:
+        with conn.transaction():
+            if dry_run:
+                target = positions.load_target(conn, customer_number=number)
+                plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
+                                       source="bill", dry_run=True)
+                result.status = "dry-run" if plan.positions else "nothing"
+            else:
+                target, created = _target_for(conn, number, customer_db_id, values["billing.run_target"], ordnumber,
+                                              f"{first:%Y-%m}")
+                plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
+                                       source="bill", periodic=target.periodic or None)
+                if not plan.positions:
+                    if created:
+                        raise _NothingToBill
+                else:
+                    rows = [{"n": i, "parts_id": p["parts_id"], "description": p["description"],
+                             "longdescription": p["longdescription"], "qty": item["qty"],
+                             "sellprice": item["sellprice"], "unit": p["unit"],
+                             "mode": p.get("recurring_billing_mode", "always")}
+                            for i, (p, item) in enumerate(zip(plan.positions, plan.new, strict=True), start=1)]
+                    conn.execute(ITEMS_SQL, {"oe": target.oe_id, "rows": json.dumps(rows)})
+                    conn.execute(TOTALS_SQL, {"oe": target.oe_id})
+                    if values.get("writeback.enabled"):
+                        conn.execute(WRITEBACK_SQL, {"value_prefix": target.ordnumber,
+                                                     "markers": [n["marker"] for n in plan.new]})
+                    conn.execute(AUDIT_SQL, {"actor": user, "action": "bill", "customer": number, "oe": target.oe_id,
+                                             "details": json.dumps({"period": [str(first), str(last)],
+                                                                    "tickets": [n["ticket_number"] for n in plan.new]})})
+                    result.status, result.ordnumber = "billed", target.ordnumber
+            result.positions = len(plan.positions)
+            result.already_billed = len(plan.billed)
+            result.skipped = plan.skipped
+    except _NothingToBill:
+        result.status = "nothing"
+    except (KiviOtrsError, psycopg.Error) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.status, result.error = "failed", db.redact(text)
+    return result
+
+
+class _NothingToBill(Exception):
+    """Roll back the draft order created for a customer whose tickets were all billed already."""

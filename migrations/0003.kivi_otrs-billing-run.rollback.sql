@@ -1,0 +1,2 @@
+DROP TABLE kivi_otrs.writeback;
+DROP TABLE kivi_otrs.audit;

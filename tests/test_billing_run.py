@@ -1,0 +1,97 @@
+"""kivi-otrs bill: every customer in its own transaction, re-runs add nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from ticketdata import TicketData
+
+from kivi_otrs import billing_run, config
+
+OCT_FROM, OCT_TO = date(2026, 10, 1), date(2026, 10, 31)
+
+
+def tickets() -> list[TicketData]:
+    return [
+        TicketData(101, "2026101510000011", "Drucker druckt nicht", Decimal(135)),
+        TicketData(102, "2026101610000021", "VPN Zugang", Decimal(20)),
+        TicketData(103, "2026101710000039", "Rechnungsexport", Decimal(30), customer_id="KIVI-1002"),
+        TicketData(104, "2026101810000048", "Fremd", Decimal(50), customer_id="NOT-IN-KIVI"),
+        TicketData(105, "2026101910000057", "Leerzeichen", Decimal(15), customer_id="KD 4711"),
+    ]
+
+
+def configure(conn: psycopg.Connection[Any], **extra: str) -> None:
+    with conn.transaction():
+        for key, value in {"billing.default_part": "SYS-STD", "otrs.user": "agent", **extra}.items():
+            config.set_value(conn, key, value)
+
+
+def run(dsn: str, **kwargs: Any) -> billing_run.RunSummary:
+    return billing_run.run(dsn, date_from=OCT_FROM, date_to=OCT_TO, fetch_all=lambda s, p: tickets(), user="cron",
+                           **kwargs)
+
+
+def test_bill_creates_one_draft_order_per_customer_and_reruns_add_nothing(conn: psycopg.Connection[Any],
+                                                                         migrated_dsn: str) -> None:
+    """Three customers billed, the unknown CustomerID reported; a second run writes nothing."""
+    configure(conn)
+    summary = run(migrated_dsn)
+    by = {c.customer_number: c for c in summary.customers}
+    assert {n: (c.status, c.positions) for n, c in by.items()} == {
+        "KD 4711": ("billed", 1), "KIVI-1001": ("billed", 2), "KIVI-1002": ("billed", 1)}
+    assert by["KIVI-1001"].ordnumber == "OTRS-202610-KIVI-1001"
+    assert summary.unknown_customers == [{"customer_id": "NOT-IN-KIVI", "tickets": 1, "minutes": "50"}]
+    items = conn.execute(
+        "SELECT oe.ordnumber, oi.qty, oi.unit, oi.sellprice, oi.recurring_billing_mode::text FROM public.orderitems oi "
+        "JOIN public.oe ON oe.id = oi.trans_id WHERE oe.ordnumber = 'OTRS-202610-KIVI-1001' ORDER BY oi.position"
+    ).fetchall()
+    assert items == [("OTRS-202610-KIVI-1001", Decimal("2.25000"), "Std", Decimal("95.00000"), "always"),
+                     ("OTRS-202610-KIVI-1001", Decimal("0.50000"), "Std", Decimal("95.00000"), "always")]
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (4,)
+    assert conn.execute("SELECT netamount FROM public.oe WHERE ordnumber = 'OTRS-202610-KIVI-1001'").fetchone() == (
+        Decimal("261.25000"),)
+    audit = conn.execute("SELECT actor, action, details->'tickets' FROM kivi_otrs.audit "
+                         "WHERE customer_number = 'KIVI-1002'").fetchall()
+    assert audit == [("cron", "bill", ["2026101710000039"])]
+
+    again = run(migrated_dsn)
+    assert {c.status for c in again.customers} == {"nothing"}
+    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'OTRS-%'").fetchone() == (3,)
+
+
+def test_a_failing_customer_does_not_touch_the_others(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """kivitendo refuses the order of one customer: that customer is reported, the others are billed."""
+    configure(conn)
+    conn.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.customer_id = 9002 THEN RAISE EXCEPTION 'order lock for customer 9002'; END IF; "
+                 "RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    summary = run(migrated_dsn)
+    failed = {c.customer_number: c.error for c in summary.failed}
+    assert failed == {"KIVI-1002": "order lock for customer 9002"}
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE customer_number = 'KIVI-1002'").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (3,)
+
+
+def test_periodic_order_target_adds_once_positions_to_the_open_order(conn: psycopg.Connection[Any],
+                                                                    migrated_dsn: str) -> None:
+    """run_target periodic-order: KIVI-1001's periodic order gets the rows with mode 'once'."""
+    configure(conn, **{"billing.run_target": "periodic-order"})
+    summary = run(migrated_dsn, customers=["KIVI-1001"])
+    assert [(c.customer_number, c.ordnumber) for c in summary.customers] == [("KIVI-1001", "A-2026-001")]
+    modes = conn.execute("SELECT recurring_billing_mode::text, count(*) FROM public.orderitems oi JOIN public.oe "
+                         "ON oe.id = oi.trans_id WHERE oe.ordnumber = 'A-2026-001' GROUP BY 1 ORDER BY 1").fetchall()
+    assert modes == [("always", 1), ("once", 2)]
+
+
+def test_dry_run_writes_nothing(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """--dry-run reports what would be billed and leaves orders and ledger alone."""
+    configure(conn)
+    summary = run(migrated_dsn, dry_run=True)
+    assert {c.customer_number: c.status for c in summary.customers}["KIVI-1001"] == "dry-run"
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'OTRS-%'").fetchone() == (0,)
