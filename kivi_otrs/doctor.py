@@ -243,6 +243,12 @@ def _data(conn: psycopg.Connection[Any], out: list[Finding]) -> None:
          "prefer customer numbers of letters, digits and inner dashes; kivi-otrs billing still matches them exactly",
          lambda r: f"customer {r[0]} {r[1]}: {r[2]!r}"),
     ]
+    from .reports import OVERBILLED_SQL
+
+    checks.append(("error", "ledger", OVERBILLED_SQL, None,
+                   "tickets billed beyond their accounted time (an expired reservation was saved after a second claim)",
+                   "delete the duplicate position in kivitendo; the ledger releases it",
+                   lambda r: f"ticket {r[0]} ({r[1]}): {r[2]} of {r[3]} min on {r[4]}"))
     for severity, check, query, params, message, fix, fmt in checks:
         try:
             with conn.transaction():

@@ -282,3 +282,17 @@ def test_reports_billed_and_reconciliation(conn: psycopg.Connection[Any]) -> Non
     conn.execute("DELETE FROM public.orderitems WHERE id = %s", (item_ids[0],))
     deleted = reports.reconciliation(conn)[0]
     assert [r[1] for r in deleted.rows] == ["31"]
+
+
+def test_doctor_reports_a_ticket_billed_twice(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """An expired reservation saved after the ticket was claimed again shows up as over-billed."""
+    from kivi_otrs import doctor
+
+    first_order, second_order = new_order(conn), new_order(conn)
+    late = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=first_order))
+    conn.execute("UPDATE kivi_otrs.ledger SET reserved_until = now() - interval '1 minute'")
+    again = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=second_order))
+    save_positions(conn, second_order, again)
+    save_positions(conn, first_order, late)
+    finding = [f for f in doctor.diagnose(migrated_dsn) if f.check == "ledger"]
+    assert len(finding) == 1 and finding[0].examples[0].startswith("ticket 41 (KIVI-1001): 60.00 of 30.00 min")
