@@ -105,7 +105,7 @@ class RunSummary:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, default=str)
 
     def text(self) -> str:
-        counts = defaultdict(int)
+        counts: defaultdict[str, int] = defaultdict(int)
         for c in self.customers:
             counts[c.status] += 1
         lines = [f"Period {self.period_start} .. {self.period_end}: {self.tickets} closed tickets, "

@@ -470,20 +470,14 @@ def writeback_cmd(dsn: str | None) -> None:
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
-def _register_optional_commands() -> None:
-    import importlib
-    import importlib.util
+def _register_helpdesk_commands() -> None:
+    from .otrs_commands import COMMANDS
 
-    if importlib.util.find_spec("kivi_otrs.otrs_commands") is None:  # not in this checkout yet
-        return
-    otrs_commands = importlib.import_module("kivi_otrs.otrs_commands")
-    for name in dir(otrs_commands):
-        obj = getattr(otrs_commands, name)
-        if isinstance(obj, click.Command) and obj.name not in cli.commands:
-            cli.add_command(obj)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
-_register_optional_commands()
+_register_helpdesk_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

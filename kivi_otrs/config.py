@@ -153,6 +153,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("otrs.connect_timeout", "5", _parse_positive_float, "Seconds to wait for a connection"),
         Setting("otrs.read_timeout", "30", _parse_positive_float, "Seconds to wait for an answer"),
         Setting("otrs.time_unit", "minutes", _parse_time_unit, "What one OTRS accounted time unit means: minutes or hours"),
+        Setting("otrs.timezone", "UTC", _parse_timezone,
+                "OTRS's system time zone (close times in TicketSearch/TicketGet); UTC unless OTRSTimeZone was changed"),
         Setting("otrs.batch_size", "50", _parse_positive_int, "Tickets per TicketGet call"),
         Setting("otrs.search_limit", "500", _parse_positive_int,
                 "Limit passed to TicketSearch; a period that hits it is split so nothing is cut"),
@@ -179,6 +181,9 @@ SETTINGS: dict[str, Setting] = {
                 "After billing, set an OTRS dynamic field on each billed ticket (and clear it on release)"),
         Setting("writeback.field", "KivitendoOrder", _parse_text,
                 "Name of the OTRS ticket dynamic field (text) that receives order number/position"),
+        Setting("writeback.exclude_billed", "true", _parse_bool,
+                "With write-back on: leave tickets whose field is set out of searches (a reopened ticket then needs "
+                "its field cleared in OTRS to bill the extra time)"),
         Setting("api.token", "", _parse_text,
                 "Bearer token of the local endpoint (kivi-otrs serve); KIVI_OTRS_API_TOKEN overrides",
                 secret=True, env="KIVI_OTRS_API_TOKEN"),
@@ -262,6 +267,8 @@ class OtrsSettings:
     states: tuple[str, ...] = ("closed successful",)
     timezone: str = "Europe/Berlin"
     period: str = "previous-month"
+    otrs_timezone: str = "UTC"
+    exclude_field: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -287,4 +294,6 @@ def otrs_settings(values: dict[str, Any]) -> OtrsSettings:
         states=values["billing.states"],
         timezone=values["site.timezone"],
         period=values["billing.period"],
+        otrs_timezone=values["otrs.timezone"],
+        exclude_field=values["writeback.field"] if values["writeback.enabled"] and values["writeback.exclude_billed"] else None,
     )

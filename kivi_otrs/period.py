@@ -57,8 +57,15 @@ def resolve_period(spec: str | None, tz: str, today: date | None = None, date_fr
     raise ConfigError(f"unknown period {spec!r}; use previous-month, current-month or last-N-days")
 
 
-def otrs_bounds(period: Period) -> tuple[str, str]:
-    """TicketCloseTimeNewerDate / OlderDate in UTC; OTRS treats both as inclusive."""
-    start = period.start.astimezone(UTC)
-    last = (period.end - timedelta(seconds=1)).astimezone(UTC)
+def otrs_bounds(period: Period, otrs_tz: str = "UTC") -> tuple[str, str]:
+    """TicketCloseTimeNewerDate / OlderDate in OTRS's system time zone; OTRS treats both as inclusive."""
+    zone = UTC if otrs_tz == "UTC" else ZoneInfo(otrs_tz)
+    start = period.start.astimezone(zone)
+    last = (period.end - timedelta(seconds=1)).astimezone(zone)
     return start.strftime(OTRS_FORMAT), last.strftime(OTRS_FORMAT)
+
+
+def parse_otrs_time(value: str, otrs_tz: str = "UTC") -> datetime:
+    """An OTRS ``YYYY-MM-DD HH:MM:SS`` (system time zone) as an aware datetime; ValueError if malformed."""
+    naive = datetime.strptime(value, OTRS_FORMAT)
+    return naive.replace(tzinfo=UTC if otrs_tz == "UTC" else ZoneInfo(otrs_tz))

@@ -19,7 +19,9 @@ import pytest
 from psycopg import conninfo, sql
 
 from kivi_otrs import migrate
+from kivi_otrs.config import OtrsSettings
 from kivi_otrs.demo import load_kivitendo
+from kivi_otrs.otrs_double import OtrsDouble
 from kivi_otrs.sandbox import LocalCluster
 
 TEMPLATE = "kivi_otrs_template"
@@ -131,3 +133,17 @@ def set_flag(connection: psycopg.Connection[Any], cp_id: int, value: bool | None
             "INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) VALUES (%s, %s, %s, '')",
             (cfg, cp_id, value),
         )
+
+
+@pytest.fixture
+def otrs() -> Iterator[OtrsDouble]:
+    """The OTRS stand-in on a free loopback port, without tickets."""
+    with OtrsDouble() as double:
+        yield double
+
+
+def otrs_settings_for(double: OtrsDouble, **overrides: Any) -> OtrsSettings:
+    values: dict[str, Any] = {"base_url": double.base_url, "webservice": double.webservice, "user": double.user,
+                              "password": double.password, "connect_timeout": 2.0, "read_timeout": 5.0}
+    values.update(overrides)
+    return OtrsSettings(**values)

@@ -1,0 +1,488 @@
+"""A thin client for the OTRS/Znuny/OTOBO GenericInterface (HTTP::REST), over requests.
+
+Why not a PyPI client: see docs/otrs-client.md. The client calls four operations of
+the web service printed by ``kivi-otrs otrs-webservice``, all with a JSON body so that
+neither the password nor the session id ever lands in a URL, a proxy log or an error:
+
+    POST  /Session          SessionCreate
+    POST  /TicketSearch     TicketSearch   (ids only; Limit explicit, big periods split)
+    POST  /TicketList       TicketGet      (many ids per call, Extended=1 for the last close)
+    PATCH /Ticket/:TicketID TicketUpdate   (write-back of a dynamic field)
+
+What the GenericInterface does and how it is handled here:
+
+* operation errors arrive as HTTP 200 with ``{"Error": {"ErrorCode", "ErrorMessage"}}``;
+  they become :class:`HelpdeskError` with the ErrorCode kept;
+* an expired or unknown session fails with ``<Operation>.AuthFail``: the session is
+  created again and the call repeated once;
+* an unknown route or broken JSON is a plain-text HTTP 500; an unknown web service name
+  closes the connection without an answer; both get a message that says what to check;
+* read operations are retried on connection failures and timeouts; TicketUpdate sets a
+  field to a fixed value, so repeating it is harmless too;
+* TicketSearch returns at most ``Limit`` ids with no paging: a period that hits the limit
+  is halved (by close time) until every part is below it;
+* one ticket the agent may not see fails a whole TicketGet batch with
+  ``TicketGet.AccessDenied``: the batch is bisected and only that ticket is skipped;
+* a ticket closed, reopened and closed again matches every period with a close event;
+  it belongs to the period of its last close (TicketGet ``Closed``);
+* CustomerID goes through OTRS's search-expression parser, where spaces, ``+ - * ! & |
+  ( )`` are operators: such characters are sent as ``*`` wildcards (a superset) and the
+  answer is filtered to exactly that customer number here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .config import OtrsSettings
+from .errors import ConfigError, HelpdeskAuthError, HelpdeskError, HelpdeskUnavailable
+from .period import OTRS_FORMAT, Period, otrs_bounds, parse_otrs_time
+
+log = logging.getLogger("kivi_otrs.otrs")
+
+ROUTES: dict[str, tuple[str, str]] = {
+    "SessionCreate": ("POST", "/Session"),
+    "TicketSearch": ("POST", "/TicketSearch"),
+    "TicketGet": ("POST", "/TicketList"),
+    "TicketUpdate": ("PATCH", "/Ticket/{ticket_id}"),
+}
+# Characters OTRS's search-expression parser (Kernel::System::DB::QueryCondition) treats as operators.
+PARSER_OPERATORS = re.compile(r"[\s+\-*!&|()%_\"']+")
+MINUTES_PER_UNIT = {"minutes": Decimal(1), "hours": Decimal(60)}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One billable ticket as the billing code needs it."""
+
+    ticket_id: int
+    number: str
+    title: str
+    state: str
+    state_type: str
+    queue: str
+    service: str
+    type: str
+    customer_id: str
+    customer_user: str
+    closed: datetime | None
+    time_units: Decimal
+    minutes: Decimal
+    dynamic_fields: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ticket_id": self.ticket_id, "number": self.number, "title": self.title, "state": self.state,
+                "queue": self.queue, "service": self.service, "type": self.type, "customer_id": self.customer_id,
+                "customer_user": self.customer_user, "closed": self.closed.isoformat() if self.closed else None,
+                "time_units": str(self.time_units), "minutes": str(self.minutes)}
+
+
+@dataclass
+class TicketResult:
+    """What :meth:`OtrsClient.closed_tickets` found: billable tickets and tickets left out, with why."""
+
+    tickets: list[Ticket] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    searches: int = 0
+
+
+def clean_text(value: object, limit: int = 200) -> str:
+    """Untrusted helpdesk text made safe for a one-line message."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def customer_search_value(customer_number: str) -> str:
+    """CustomerID for TicketSearch: parser operators become ``*`` wildcards (matches a superset)."""
+    value = PARSER_OPERATORS.sub("*", customer_number.strip())
+    return value or "*"
+
+
+def _decimal(value: object) -> Decimal:
+    if isinstance(value, bool) or value is None or value == "":
+        return Decimal(0) if value in (None, "") else Decimal("NaN")
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return Decimal("NaN")
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _SessionCache:
+    """Session ids shared by the clients of one process (the endpoint serves many clicks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[tuple[str, str, int], str] = {}
+
+    def get(self, key: tuple[str, str, int]) -> str | None:
+        with self._lock:
+            return self._ids.get(key)
+
+    def put(self, key: tuple[str, str, int], session_id: str | None) -> None:
+        with self._lock:
+            if session_id is None:
+                self._ids.pop(key, None)
+            else:
+                self._ids[key] = session_id
+
+
+SESSIONS = _SessionCache()
+
+
+class OtrsClient:
+    """One conversation with the helpdesk; cheap to create, call :meth:`close` when done."""
+
+    def __init__(self, settings: OtrsSettings, retries: int = 2, backoff: float = 0.5,
+                 http: requests.Session | None = None) -> None:
+        if not settings.user:
+            raise ConfigError("no OTRS agent login configured; run kivi-otrs config set otrs.user AGENT")
+        if settings.time_unit not in MINUTES_PER_UNIT:
+            raise ConfigError(f"otrs.time_unit {settings.time_unit!r} is not minutes or hours")
+        self.settings = settings
+        self.retries = retries
+        self.backoff = backoff
+        self.http = http or requests.Session()
+        self.http.headers.update({"Accept": "application/json", "User-Agent": "kivi-otrs"})
+        self.requests_made = 0
+        self.calls: dict[str, int] = {}
+        parts = urlsplit(settings.endpoint)
+        self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        self._cache_key = (settings.endpoint, settings.user, hash(settings.password))
+
+    def __repr__(self) -> str:
+        return f"OtrsClient({self._where!r}, user={self.settings.user!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> OtrsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _send(self, operation: str, body: dict[str, Any], ticket_id: int | None = None) -> dict[str, Any]:
+        """One HTTP exchange; maps every failure to a one-line HelpdeskError without secrets."""
+        method, route = ROUTES[operation]
+        url = self.settings.endpoint + route.format(ticket_id=ticket_id)
+        self.requests_made += 1
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        try:
+            response = self.http.request(
+                method, url, data=json.dumps(body), headers={"Content-Type": "application/json; charset=utf-8"},
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout), verify=self.settings.verify_tls,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError:
+            raise HelpdeskUnavailable(f"TLS verification of {self._where} failed ({operation}); fix the certificate "
+                                      "or, for a test system only, kivi-otrs config set otrs.verify_tls false") from None
+        except requests.exceptions.ConnectTimeout:
+            raise HelpdeskUnavailable(f"OTRS at {self._where} did not accept a connection within "
+                                      f"{self.settings.connect_timeout:g} s ({operation})") from None
+        except requests.exceptions.Timeout:
+            raise HelpdeskUnavailable(f"OTRS at {self._where} did not answer {operation} within "
+                                      f"{self.settings.read_timeout:g} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            detail = repr(exc)
+            if "RemoteDisconnected" in detail or "Connection aborted" in detail:
+                raise HelpdeskUnavailable(
+                    f"OTRS at {self._where} closed the connection without answering {operation}; check the web "
+                    f"service name (otrs.webservice = {self.settings.webservice!r}) and the base URL") from None
+            raise HelpdeskUnavailable(f"OTRS not reachable at {self._where} ({operation}): connection failed") from None
+        except requests.exceptions.RequestException as exc:
+            raise HelpdeskUnavailable(f"request to OTRS at {self._where} failed ({operation}): "
+                                      f"{type(exc).__name__}") from None
+        return self._decode(operation, response)
+
+    def _decode(self, operation: str, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        ctype = response.headers.get("Content-Type", "")
+        if status in (502, 503, 504):
+            raise HelpdeskUnavailable(f"OTRS at {self._where} answered HTTP {status} to {operation} (not available)")
+        if status == 500 and not ctype.startswith("application/json"):
+            text = clean_text(response.text)
+            hint = ""
+            if "determine Operation" in text:
+                hint = "; the web service has no such route: import the YAML of kivi-otrs otrs-webservice"
+            elif "decoding request content" in text:
+                hint = "; OTRS could not read the request"
+            raise HelpdeskError(f"OTRS answered HTTP 500 to {operation}: {text or '(empty)'}{hint}")
+        if status in (301, 302, 303, 307, 308):
+            raise HelpdeskError(f"OTRS redirected {operation} (HTTP {status}); check otrs.base_url "
+                                f"(http vs https, /otrs/ vs /znuny/ vs /otobo/)")
+        if status != 200:
+            raise HelpdeskError(f"OTRS at {self._where} answered HTTP {status} to {operation}; check otrs.base_url")
+        if not response.content:
+            raise HelpdeskUnavailable(f"OTRS answered {operation} with an empty reply")
+        try:
+            data = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise HelpdeskError(f"OTRS answered {operation} with something that is not JSON "
+                                f"({clean_text(ctype, 60) or 'no content type'}, {len(response.content)} bytes)") from None
+        if not isinstance(data, dict):
+            raise HelpdeskError(f"OTRS answered {operation} with JSON that is not an object")
+        error = data.get("Error")
+        if error is not None:
+            code = clean_text(error.get("ErrorCode", "") if isinstance(error, dict) else "", 80) or "unknown"
+            message = clean_text(error.get("ErrorMessage", "") if isinstance(error, dict) else error)
+            cls = HelpdeskAuthError if code.endswith(".AuthFail") else HelpdeskError
+            raise cls(f"OTRS refused {operation}: {code}: {message}", error_code=code)
+        return data
+
+    def _attempts(self, operation: str, body: dict[str, Any], ticket_id: int | None) -> dict[str, Any]:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._send(operation, body, ticket_id)
+            except HelpdeskUnavailable:
+                if attempt == self.retries:
+                    raise
+                pause = self.backoff * (2 ** attempt)
+                log.warning("OTRS %s failed, retrying in %.1f s", operation, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def login(self) -> str:
+        """SessionCreate; returns the new session id (kept for the following calls)."""
+        data = self._attempts("SessionCreate", {"UserLogin": self.settings.user, "Password": self.settings.password},
+                              None)
+        session_id = data.get("SessionID")
+        if not isinstance(session_id, str) or not session_id:
+            raise HelpdeskError("OTRS answered SessionCreate without a SessionID")
+        SESSIONS.put(self._cache_key, session_id)
+        return session_id
+
+    def call(self, operation: str, body: dict[str, Any], ticket_id: int | None = None) -> dict[str, Any]:
+        """An authenticated operation: reuses the session, logs in again once if it expired."""
+        session_id = SESSIONS.get(self._cache_key)
+        fresh = session_id is None
+        if session_id is None:
+            session_id = self._login_or_explain()
+        try:
+            return self._attempts(operation, {**body, "SessionID": session_id}, ticket_id)
+        except HelpdeskAuthError:
+            SESSIONS.put(self._cache_key, None)
+            if fresh:
+                raise HelpdeskAuthError(f"OTRS refused {operation} for a brand-new session of agent "
+                                        f"{self.settings.user!r}; the agent lacks permission", f"{operation}.AuthFail") from None
+            log.info("OTRS session expired; logging in again")
+            session_id = self._login_or_explain()
+            return self._attempts(operation, {**body, "SessionID": session_id}, ticket_id)
+
+    def _login_or_explain(self) -> str:
+        try:
+            return self.login()
+        except HelpdeskAuthError as exc:
+            raise HelpdeskAuthError(f"OTRS rejected the agent login {self.settings.user!r} ({exc.error_code}); "
+                                    "check otrs.user and otrs.password (or KIVI_OTRS_OTRS_PASSWORD)",
+                                    exc.error_code) from None
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def search(self, criteria: dict[str, Any]) -> list[int]:
+        """TicketSearch; ids as ints (OTRS sends strings, ``{}`` when nothing matched)."""
+        data = self.call("TicketSearch", criteria)
+        raw = data.get("TicketID", [])
+        if isinstance(raw, (str, int)):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise HelpdeskError("OTRS answered TicketSearch with a TicketID that is not a list")
+        try:
+            return [int(str(item)) for item in raw]
+        except ValueError:
+            raise HelpdeskError("OTRS answered TicketSearch with a ticket id that is not a number") from None
+
+    def get(self, ticket_ids: list[int], extended: bool = True, dynamic_fields: bool = True) -> list[dict[str, Any]]:
+        """TicketGet for one batch (fails as a whole if one ticket is not accessible)."""
+        body: dict[str, Any] = {"TicketID": [str(i) for i in ticket_ids]}
+        if extended:
+            body["Extended"] = 1
+        if dynamic_fields:
+            body["DynamicFields"] = 1
+        data = self.call("TicketGet", body)
+        tickets = data.get("Ticket", [])
+        if isinstance(tickets, dict):
+            tickets = [tickets]
+        if not isinstance(tickets, list) or not all(isinstance(t, dict) for t in tickets):
+            raise HelpdeskError("OTRS answered TicketGet without a Ticket list")
+        return tickets
+
+    def get_many(self, ticket_ids: Iterable[int], skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Batched TicketGet; a batch denied as a whole is bisected so only the denied tickets are left out."""
+        found: list[dict[str, Any]] = []
+        pending = [list(batch) for batch in _chunks(sorted(set(ticket_ids)), self.settings.batch_size)]
+        while pending:
+            batch = pending.pop(0)
+            try:
+                found.extend(self.get(batch))
+            except HelpdeskError as exc:
+                if exc.error_code != "TicketGet.AccessDenied":
+                    raise
+                if len(batch) == 1:
+                    skipped.append({"ticket_id": batch[0], "ticket_number": "", "title": "",
+                                    "reason": "OTRS denies the agent access to this ticket (TicketGet.AccessDenied)"})
+                    continue
+                middle = len(batch) // 2
+                pending[:0] = [batch[:middle], batch[middle:]]
+        return found
+
+    def search_period(self, criteria: dict[str, Any], start: datetime, last: datetime) -> tuple[list[int], int]:
+        """Ids of tickets closed in [start, last] (OTRS time zone, inclusive), splitting at the search limit."""
+        limit = self.settings.search_limit
+        ids: set[int] = set()
+        searches = 0
+        parts = [(start, last)]
+        while parts:
+            low, high = parts.pop()
+            found = self.search({**criteria, "TicketCloseTimeNewerDate": low.strftime(OTRS_FORMAT),
+                                 "TicketCloseTimeOlderDate": high.strftime(OTRS_FORMAT), "Limit": limit})
+            searches += 1
+            if len(found) < limit:
+                ids.update(found)
+                continue
+            if high <= low:
+                raise HelpdeskError(f"more than {limit} tickets closed within one second ({low:%Y-%m-%d %H:%M:%S}); "
+                                    "raise otrs.search_limit")
+            middle = low + (high - low) / 2
+            middle = middle.replace(microsecond=0)
+            parts.append((low, middle))
+            parts.append((middle + timedelta(seconds=1), high))
+        return sorted(ids), searches
+
+    def closed_tickets(self, customer_number: str | None, period: Period) -> TicketResult:
+        """Tickets in a billable state whose last close falls into the period (one customer or all)."""
+        settings = self.settings
+        criteria: dict[str, Any] = {"States": list(settings.states)}
+        if customer_number is not None:
+            criteria["CustomerID"] = customer_search_value(customer_number)
+        if settings.exclude_field:
+            criteria[f"DynamicField_{settings.exclude_field}"] = {"Empty": 1}
+        low_text, high_text = otrs_bounds(period, settings.otrs_timezone)
+        start = datetime.strptime(low_text, OTRS_FORMAT)
+        last = datetime.strptime(high_text, OTRS_FORMAT)
+        result = TicketResult()
+        ids, result.searches = self.search_period(criteria, start, last)
+        raw_tickets = self.get_many(ids, result.skipped)
+        period_start = period.start
+        period_end = period.end
+        for raw in raw_tickets:
+            ticket, reason = self._ticket(raw)
+            info = {"ticket_id": raw.get("TicketID"), "ticket_number": clean_text(raw.get("TicketNumber", ""), 40),
+                    "title": clean_text(raw.get("Title", ""))}
+            if ticket is None:
+                result.skipped.append({**info, "reason": reason})
+                continue
+            if customer_number is not None and ticket.customer_id != customer_number:
+                if ticket.customer_id.casefold() == customer_number.casefold():
+                    result.skipped.append({**info, "reason": f"CustomerID {ticket.customer_id!r} differs from "
+                                                             f"{customer_number!r} in case only; correct it in OTRS"})
+                continue  # another customer's ticket matched the wildcard search
+            if ticket.state not in settings.states:
+                continue
+            if ticket.closed is not None and not (period_start <= ticket.closed < period_end):
+                result.skipped.append({**info, "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M} UTC, "
+                                                         "billed in that period"})
+                continue
+            result.tickets.append(ticket)
+        result.tickets.sort(key=lambda t: (t.closed or period_start, t.ticket_id))
+        log.info("OTRS: %d tickets, %d skipped, %d requests", len(result.tickets), len(result.skipped),
+                 self.requests_made)
+        return result
+
+    def _ticket(self, raw: dict[str, Any]) -> tuple[Ticket | None, str]:
+        try:
+            ticket_id = int(str(raw["TicketID"]))
+        except (KeyError, ValueError):
+            return None, "OTRS sent a ticket without a usable TicketID"
+        units = _decimal(raw.get("TimeUnit"))
+        if not units.is_finite() or units < 0:
+            return None, f"accounted time {clean_text(raw.get('TimeUnit'), 20)!r} is not a number"
+        closed = None
+        closed_raw = raw.get("Closed")
+        if closed_raw:
+            try:
+                closed = parse_otrs_time(str(closed_raw), self.settings.otrs_timezone)
+            except ValueError:
+                return None, f"close time {clean_text(closed_raw, 30)!r} is not YYYY-MM-DD HH:MM:SS"
+        fields: dict[str, str] = {}
+        for item in raw.get("DynamicField") or []:
+            if isinstance(item, dict) and item.get("Name"):
+                value = item.get("Value")
+                if isinstance(value, list):
+                    value = ",".join(map(str, value))
+                fields[str(item["Name"])] = "" if value is None else str(value)
+        minutes = units * MINUTES_PER_UNIT[self.settings.time_unit]
+        if minutes == minutes.to_integral():
+            minutes = minutes.quantize(Decimal(1))
+        return Ticket(
+            ticket_id=ticket_id, number=str(raw.get("TicketNumber", "")), title=str(raw.get("Title", "")),
+            state=str(raw.get("State", "")), state_type=str(raw.get("StateType", "")), queue=str(raw.get("Queue", "")),
+            service=str(raw.get("Service") or ""), type=str(raw.get("Type") or ""),
+            customer_id=str(raw.get("CustomerID") or ""), customer_user=str(raw.get("CustomerUserID") or ""),
+            closed=closed, time_units=units, minutes=minutes,
+            dynamic_fields=fields,
+        ), ""
+
+    def update_ticket(self, ticket_id: int, dynamic_fields: dict[str, str]) -> None:
+        """TicketUpdate setting dynamic fields (an empty value clears the field)."""
+        body = {"TicketID": str(ticket_id),
+                "DynamicField": [{"Name": name, "Value": value} for name, value in dynamic_fields.items()]}
+        data = self.call("TicketUpdate", body, ticket_id=ticket_id)
+        if str(data.get("TicketID", "")) != str(ticket_id):
+            raise HelpdeskError(f"OTRS answered TicketUpdate of ticket {ticket_id} without confirming the ticket")
+
+    def check(self, writeback_field: str | None = None) -> list[tuple[str, bool, str]]:
+        """Connection, credentials and every operation the bridge needs; (what, ok, detail) rows."""
+        rows: list[tuple[str, bool, str]] = []
+        try:
+            self.login()
+            rows.append(("SessionCreate (POST /Session): connection and agent login", True, self._where))
+        except HelpdeskError as exc:
+            return [("SessionCreate (POST /Session): connection and agent login", False, str(exc))]
+        sample: list[int] = []
+        try:
+            sample = self.search({"States": list(self.settings.states), "Limit": 1})
+            rows.append(("TicketSearch (POST /TicketSearch)", True,
+                         f"states {', '.join(self.settings.states)}: {'a ticket found' if sample else 'no ticket yet'}"))
+        except HelpdeskError as exc:
+            rows.append(("TicketSearch (POST /TicketSearch)", False, str(exc)))
+        try:
+            if sample:
+                got = self.get(sample)
+                has_closed = bool(got) and ("Closed" in got[0] or got[0].get("StateType") != "closed")
+                rows.append(("TicketGet (POST /TicketList, Extended)", has_closed,
+                             "close time present" if has_closed else "no Closed field: TicketGet lacks Extended=1 support"))
+            else:
+                self.get([0])
+                rows.append(("TicketGet (POST /TicketList)", True, "answered"))
+        except HelpdeskError as exc:
+            ok = exc.error_code == "TicketGet.AccessDenied" and not sample
+            rows.append(("TicketGet (POST /TicketList)", ok, "route answers" if ok else str(exc)))
+        try:
+            self.call("TicketUpdate", {"TicketID": "0"}, ticket_id=0)
+            rows.append(("TicketUpdate (PATCH /Ticket/:TicketID)", True, "answered"))
+        except HelpdeskError as exc:
+            ok = bool(exc.error_code) and str(exc.error_code).startswith("TicketUpdate.")
+            needed = "needed for write-back" if writeback_field else "only needed for write-back"
+            rows.append(("TicketUpdate (PATCH /Ticket/:TicketID)", ok or not writeback_field,
+                         f"route answers ({needed})" if ok else f"{exc} ({needed})"))
+        return rows

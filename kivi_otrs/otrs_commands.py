@@ -1,0 +1,159 @@
+"""Commands that talk to the helpdesk: otrs-webservice, check-otrs, tickets, otrs-double."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+
+import click
+from jinja2 import Environment, StrictUndefined
+
+from . import config as config_mod
+from . import db
+from .errors import KiviOtrsError
+from .period import resolve_period
+from .resources import resource_dir
+
+DSN_OPTION = click.option(
+    "--dsn", envvar=db.DSN_ENV, help="kivitendo database, e.g. postgresql://kivitendo@localhost/firma (or $KIVI_OTRS_DSN)."
+)
+
+
+def webservice_yaml(settings: config_mod.OtrsSettings | None, field: str) -> str:
+    """The web service definition an OTRS admin imports, with this installation's names in its comments."""
+    text = (resource_dir("templates") / "otrs-webservice.yml").read_text(encoding="utf-8")
+    # YAML, not HTML; the values are the admin's own settings and land in comments only
+    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701
+    return env.from_string(text).render(
+        webservice=settings.webservice if settings else "KivitendoBilling",
+        endpoint=settings.endpoint if settings else "https://HOST/znuny/nph-genericinterface.pl/Webservice/KivitendoBilling",
+        user=settings.user if settings and settings.user else "AGENT", field=field,
+    )
+
+
+def _settings(dsn: str | None) -> tuple[config_mod.OtrsSettings, dict[str, object]]:
+    with db.connect(db.resolve_dsn(dsn)) as conn:
+        values = config_mod.effective(conn)
+    return config_mod.otrs_settings(values), values
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise KiviOtrsError(f"{name} must be a date like 2026-10-31") from None
+
+
+@click.command("otrs-webservice")
+@click.option("--dsn", envvar=db.DSN_ENV, help="Take names from this installation's settings (optional).")
+def otrs_webservice_cmd(dsn: str | None) -> None:
+    """Print the web service YAML (REST routes) to import into OTRS/Znuny/OTOBO.
+
+    Example: kivi-otrs otrs-webservice > kivi-otrs-webservice.yml
+    """
+    settings = None
+    field = "KivitendoOrder"
+    if dsn:
+        with db.connect(db.resolve_dsn(dsn)) as conn:
+            values = config_mod.effective(conn)
+        field = str(values["writeback.field"])
+        if values["otrs.user"]:
+            settings = config_mod.otrs_settings(values)
+    click.echo(webservice_yaml(settings, field), nl=False)
+
+
+@click.command("check-otrs")
+@DSN_OPTION
+def check_otrs_cmd(dsn: str | None) -> None:
+    """Check connection, agent login and every web service operation kivi-otrs needs.
+
+    Example: kivi-otrs check-otrs --dsn postgresql://kivitendo@localhost/firma
+    """
+    from .otrs import OtrsClient
+
+    settings, values = _settings(dsn)
+    field = str(values["writeback.field"]) if values["writeback.enabled"] else None
+    started = time.monotonic()
+    with OtrsClient(settings, retries=0) as client:
+        rows = client.check(field)
+        requests_made = client.requests_made
+    for what, ok, detail in rows:
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}: {db.redact(detail)}")
+    click.echo(f"{requests_made} requests in {time.monotonic() - started:.2f} s")
+    if not all(ok for _, ok, _ in rows):
+        raise KiviOtrsError("the OTRS web service is not ready for kivi-otrs (see FAIL above)")
+
+
+@click.command("tickets")
+@DSN_OPTION
+@click.option("--customer", "customer_number", help="kivitendo customer number (= OTRS CustomerID); all if omitted.")
+@click.option("--period", help="previous-month (default), current-month or last-N-days.")
+@click.option("--from", "date_from", help="First day (YYYY-MM-DD), with --to instead of --period.")
+@click.option("--to", "date_to", help="Last day (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tickets_cmd(dsn: str | None, customer_number: str | None, period: str | None, date_from: str | None,
+                date_to: str | None, as_json: bool) -> None:
+    """The billable closed tickets of a customer in a period, with accounted time (reads OTRS only).
+
+    Example: kivi-otrs tickets --customer 1000387 --period previous-month
+    """
+    from .otrs import OtrsClient
+
+    settings, values = _settings(dsn)
+    span = resolve_period(period or str(values["billing.period"]), settings.timezone,
+                          date_from=_day(date_from, "--from"), date_to=_day(date_to, "--to"))
+    with OtrsClient(settings) as client:
+        result = client.closed_tickets(customer_number, span)
+        requests_made = client.requests_made
+    if as_json:
+        click.echo(json.dumps({"period": {"start": span.start.isoformat(), "end": span.end.isoformat()},
+                               "tickets": [t.as_dict() for t in result.tickets], "skipped": result.skipped,
+                               "requests": requests_made}, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"Period {span.label} ({settings.timezone}), states: {', '.join(settings.states)}")
+    if not result.tickets:
+        click.echo("No billable tickets.")
+    else:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(settings.timezone)
+        click.echo(f"{'Number':<18} {'Customer':<12} {'Closed':<16} {'Minutes':>8}  {'State':<20} Title")
+        for t in result.tickets:
+            closed = f"{t.closed.astimezone(zone):%Y-%m-%d %H:%M}" if t.closed else ""
+            click.echo(f"{t.number:<18} {t.customer_id[:12]:<12} {closed:<16} {t.minutes:>8}  {t.state[:20]:<20} "
+                       f"{t.title[:60]}")
+        total = sum(t.minutes for t in result.tickets)
+        click.echo(f"{len(result.tickets)} tickets, {total} minutes")
+    for item in result.skipped:
+        click.echo(f"skipped {item.get('ticket_number') or item.get('ticket_id')}: {item['reason']}")
+
+
+@click.command("otrs-double")
+@click.option("--port", type=int, default=8088, show_default=True, help="Loopback port.")
+@click.option("--demo/--empty", default=True, show_default=True, help="Load the demo tickets.")
+@click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
+def otrs_double_cmd(port: int, demo: bool, latency: float) -> None:
+    """Run the local OTRS stand-in (for trying kivi-otrs without a helpdesk).
+
+    Example: kivi-otrs otrs-double --port 8088; kivi-otrs config set otrs.base_url http://127.0.0.1:8088/znuny/
+    """
+    from .otrs_double import OtrsDouble
+
+    double = OtrsDouble()
+    double.latency = latency
+    if demo:
+        double.seed_demo()
+    double.start(port)
+    click.echo(f"OTRS stand-in at {double.base_url} (web service {double.webservice}, agent {double.user}, "
+               "password demo-password); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        double.stop()
+
+
+COMMANDS = [otrs_webservice_cmd, check_otrs_cmd, tickets_cmd, otrs_double_cmd]
