@@ -148,7 +148,7 @@ def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int,
 
 def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to: Any = None,
         customers: list[str] | None = None, dry_run: bool = False, fetch_all: AllTicketsFetcher = fetch_all_from_otrs,
-        progress: Callable[[str], None] | None = None, user: str | None = None) -> RunSummary:
+        progress: Callable[[str, int, int], None] | None = None, user: str | None = None) -> RunSummary:
     """Bill every customer with billable tickets in the period; see the module docstring."""
     user = user or getpass.getuser()
     with db.connect(dsn) as conn:
@@ -168,6 +168,8 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()))
         known = dict(conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall())
         conn.commit()
+        billable = sum(1 for n in groups if n in known)
+        done = 0
         for number in sorted(groups):
             if number not in known:
                 summary.unknown_customers.append({
@@ -175,7 +177,8 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                     "minutes": str(sum((t.minutes for t in groups[number]), Decimal(0)))})
                 continue
             if progress:
-                progress(number)
+                done += 1
+                progress(number, done, billable)
             summary.customers.append(_bill_customer(conn, number, known[number], groups[number], first, last, billing,
                                                     renderer, values, user, dry_run))
         if values.get("writeback.enabled") and not dry_run:

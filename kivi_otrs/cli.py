@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import click
@@ -394,6 +394,26 @@ def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None,
     click.echo("Rule saved.")
 
 
+def _helpdesk_lists(conn: psycopg.Connection[Any], month: date, offline: bool) -> list[Any]:
+    """reconcile's lists from OTRS (the month's closed tickets); a helpdesk failure is reported, not fatal."""
+    from . import reports
+    from .billing_run import fetch_all_from_otrs
+    from .errors import HelpdeskError
+    from .period import resolve_period
+
+    if offline:
+        return []
+    values = config_mod.effective(conn)
+    last = (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    span = resolve_period(None, values["site.timezone"], date_from=month, date_to=last)
+    try:
+        tickets = fetch_all_from_otrs(config_mod.otrs_settings(values), span)
+    except (HelpdeskError, KiviOtrsError) as exc:
+        click.echo(f"note: lists from OTRS left out: {db.redact(str(exc))}", err=True)
+        return []
+    return reports.helpdesk_lists(conn, tickets, f"{month:%Y-%m}")
+
+
 @cli.command("report")
 @DSN_OPTION
 @click.argument("kind", type=click.Choice(["billed", "reconcile"]))
@@ -401,7 +421,9 @@ def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None,
 @click.option("--customer", "customer_number", help="Only this customer number (billed).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "html"]), default="table", show_default=True)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
-def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: str | None, fmt: str, output: Any) -> None:
+@click.option("--offline", is_flag=True, help="reconcile: skip the lists that need OTRS.")
+def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: str | None, fmt: str, output: Any,
+               offline: bool) -> None:
     """Billed tickets per customer and month, or the reconciliation lists.
 
     Example: kivi-otrs report billed --month 2026-10 --customer 1000387 --format html -o 1000387-2026-10.html
@@ -417,7 +439,10 @@ def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: s
         first = date.today().replace(day=1)
         day = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
     with db.connect(db.resolve_dsn(dsn)) as conn:
-        found = [reports.billed(conn, day, customer_number)] if kind == "billed" else reports.reconciliation(conn)
+        if kind == "billed":
+            found = [reports.billed(conn, day, customer_number, config_mod.effective(conn)["site.timezone"])]
+        else:
+            found = reports.reconciliation(conn, _helpdesk_lists(conn, day, offline))
     for rep in found:
         output.write(rep.table() if fmt == "table" else rep.csv() if fmt == "csv" else rep.html())
 
@@ -441,10 +466,11 @@ def bill_cmd(dsn: str | None, period: str | None, date_from: str | None, date_to
     show_progress = sys.stdout.isatty() and not as_json
     seen: list[str] = []
 
-    def progress(number: str) -> None:
+    def progress(number: str, index: int, total: int) -> None:
         seen.append(number)
         if show_progress:
-            click.echo(f"\r  billing customer {len(seen)}: {number:<20}", nl=False)
+            done = int(30 * index / total)
+            click.echo(f"\r  [{'#' * done}{'.' * (30 - done)}] {index}/{total} {number[:20]:<20}", nl=False)
 
     summary = billing_run.run(db.resolve_dsn(dsn), period, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"),
                               list(customers) or None, dry_run, progress=progress)

@@ -188,6 +188,8 @@ class OtrsDouble:
             (7, "2026112310000066", "Server langsam", "KIVI-1002", "bernd.schulz@example.org", 240, [], "open"),
             (8, "281653", "Beamer", "1000387", "it@mediasaturn.example", 20, [at(14, 16)], "closed successful"),
             (9, "2026112310000084", "Kasse bootet nicht", "KD 4711", "", 0, [at(20, 9)], "closed successful"),
+            (10, "2026112310000093", "Anfrage ohne Vertrag", "EXT-0077", "info@fremd.example", 45, [at(21, 10)],
+             "closed successful"),
         ]
         return [self.add_ticket(tid, title, cust, minutes, closes, state, number=number, customer_user=user)
                 for tid, number, title, cust, user, minutes, closes, state in demo]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -104,12 +105,14 @@ class Report:
                 "</tbody></table></body></html>\n")
 
 
-def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = None) -> Report:
-    """Billed tickets of one month (by billing period), per customer."""
+def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = None, timezone: str | None = None) -> Report:
+    """Billed tickets of one month (by billing period), per customer; close times in the site's time zone."""
     start = month.replace(day=1)
     end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
     rows = conn.cursor(row_factory=dict_row).execute(BILLED_SQL, {"start": start, "end": end, "customer": customer})
-    data = [[r["customer_number"], r["customer_name"], r["ticket_number"], r["title"], r["ticket_closed"],
+    zone = ZoneInfo(timezone) if timezone else None
+    data = [[r["customer_number"], r["customer_name"], r["ticket_number"], r["title"],
+             r["ticket_closed"].astimezone(zone) if zone and r["ticket_closed"] else r["ticket_closed"],
              r["minutes"], r["billed_minutes"], r["qty"], r["unit"], r["ordnumber"]] for r in rows]
     total = sum((row[5] for row in data), Decimal(0))
     title = f"Billed tickets {start:%Y-%m}" + (f" for customer {customer}" if customer else "")
@@ -119,12 +122,28 @@ def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = No
                           "order"], data)
 
 
-def reconciliation(conn: psycopg.Connection[Any]) -> list[Report]:
+def helpdesk_lists(conn: psycopg.Connection[Any], tickets: list[Any], period_label: str) -> list[Report]:
+    """From OTRS's closed tickets of a period: tickets without time, time of customers unknown to kivitendo."""
+    numbers = {t.customer_id for t in tickets}
+    known = {r[0] for r in conn.execute("SELECT customernumber FROM public.customer WHERE customernumber = ANY(%s)",
+                                        (sorted(numbers),)).fetchall()}
+    no_time = [[t.customer_id, t.number, t.title, t.state] for t in tickets if t.minutes <= 0]
+    unknown = [[t.customer_id or "(none)", t.number, t.title, t.minutes] for t in tickets
+               if t.customer_id not in known and t.minutes > 0]
+    return [
+        Report(f"Closed tickets without accounted time ({period_label})", ["customer", "ticket", "title", "state"],
+               sorted(no_time)),
+        Report(f"Time on tickets of customers unknown to kivitendo ({period_label})",
+               ["CustomerID", "ticket", "title", "minutes"], sorted(unknown, key=lambda r: (str(r[0]), r[1]))),
+    ]
+
+
+def reconciliation(conn: psycopg.Connection[Any], helpdesk: list[Report] | None = None) -> list[Report]:
     """Lists to work through: deleted orders, over-billed tickets, stale reservations, shared e-mails."""
     def rows(query: str) -> list[list[Any]]:
         return [list(r) for r in conn.execute(query).fetchall()]
 
-    return [
+    return [*(helpdesk or []),
         Report("Ledger entries whose position or order was deleted (tickets billable again)",
                ["customer", "ticket", "title", "minutes", "released", "reason"], rows(RELEASED_SQL)),
         Report("Tickets billed beyond their accounted time (saved after the reservation expired)",

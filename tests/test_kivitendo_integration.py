@@ -52,12 +52,16 @@ FIXTURE_ANSWER: dict[str, Any] = {
             "unit": "Std",
         },
     ],
-    "new": [
-        {"ticket_number": "2026100110000011", "title": "Störung Drucker", "minutes": 30},
-        {"ticket_number": "2026100110000022", "title": "VPN", "minutes": 75},
-    ],
-    "billed": [{"ticket_number": "2026090110000033", "title": "Mail", "minutes": 15, "where": "billed on order A-1"}],
-    "skipped": [{"ticket_number": "2026100110000044", "title": "<b>x</b>", "minutes": 0, "reason": "no accounted time"}],
+    "preview": {
+        "new": [
+            {"ticket_number": "2026100110000011", "title": "Störung Drucker", "minutes": "30"},
+            {"ticket_number": "2026100110000022", "title": "VPN", "minutes": "75"},
+        ],
+        "billed": [{"ticket_number": "2026090110000033", "title": "Mail", "minutes": "15", "where": "billed on order A-1"}],
+        "skipped": [{"ticket_number": "2026100110000044", "title": "<b>x</b>", "minutes": "0",
+                     "reason": "no accounted time"}],
+    },
+    "message": "2 new positions, 1 already billed, 1 skipped",
 }
 
 
@@ -428,7 +432,8 @@ def test_js_without_customer_asks_for_one(tmp_path: Path) -> None:
 
 def test_js_with_no_positions_does_not_call_add_multi_items(tmp_path: Path) -> None:
     """An answer without positions inserts nothing but still reports billed/skipped tickets."""
-    answer = {"positions": [], "new": [], "billed": FIXTURE_ANSWER["billed"], "skipped": []}
+    answer = {"positions": [], "preview": {"new": [], "billed": FIXTURE_ANSWER["preview"]["billed"], "skipped": []},
+              "message": ""}
     calls = run_js(tmp_path, answer=answer)
     assert calls["add_multi_items"] == []
     assert "1 bereits abgerechnet" in calls["flash"][0][1]

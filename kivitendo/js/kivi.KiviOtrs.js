@@ -77,9 +77,10 @@ namespace('kivi.KiviOtrs', function(ns) {
   };
 
   ns.summary = function(answer) {
-    var fresh   = answer['new']   || [];
-    var billed  = answer.billed   || [];
-    var skipped = answer.skipped  || [];
+    var preview = answer.preview  || {};
+    var fresh   = preview['new']  || [];
+    var billed  = preview.billed  || [];
+    var skipped = preview.skipped || [];
     var count   = (answer.positions || []).length;
 
     var text = fresh.length + ' Ticket(s) neu, '
