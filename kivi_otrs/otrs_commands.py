@@ -11,7 +11,7 @@ from jinja2 import Environment, StrictUndefined
 
 from . import config as config_mod
 from . import db
-from .errors import KiviOtrsError
+from .errors import HelpdeskError, KiviOtrsError
 from .period import resolve_period
 from .resources import resource_dir
 
@@ -84,7 +84,7 @@ def check_otrs_cmd(dsn: str | None) -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}: {db.redact(detail)}")
     click.echo(f"{requests_made} requests in {time.monotonic() - started:.2f} s")
     if not all(ok for _, ok, _ in rows):
-        raise KiviOtrsError("the OTRS web service is not ready for kivi-otrs (see FAIL above)")
+        raise HelpdeskError("the OTRS web service is not ready for kivi-otrs (see FAIL above)")
 
 
 @click.command("tickets")
