@@ -103,6 +103,7 @@ class OtrsDouble:
         self.search_limit = search_limit
         self.dynamic_field_names = set(dynamic_fields)
         self.tickets: dict[int, FakeTicket] = {}
+        self._by_customer: dict[str, dict[int, FakeTicket]] = {}
         self.sessions: set[str] = set()
         self.denied: set[int] = set()
         self.latency = 0.0
@@ -163,7 +164,11 @@ class OtrsDouble:
                             customer_id=customer_id, state=state, time_unit=Decimal(str(time_unit)),
                             created=created, close_times=closes, **extra)
         with self._lock:
+            old = self.tickets.get(ticket_id)
+            if old is not None:
+                self._by_customer.get(old.customer_id.lower(), {}).pop(ticket_id, None)
             self.tickets[ticket_id] = ticket
+            self._by_customer.setdefault(customer_id.lower(), {})[ticket_id] = ticket
         return ticket
 
     def seed_demo(self, today: date | None = None) -> list[FakeTicket]:
@@ -256,7 +261,11 @@ class OtrsDouble:
         newer, older = bounds.get("TicketCloseTimeNewerDate"), bounds.get("TicketCloseTimeOlderDate")
         hits = []
         with self._lock:
-            tickets = list(self.tickets.values())
+            if customers and not any(ch in c for c in customers for ch in "*%_ +-!&|()"):
+                # plain customer numbers: an index instead of a scan (keeps big benches fast)
+                tickets = [t for c in customers for t in self._by_customer.get(c.lower(), {}).values()]
+            else:
+                tickets = list(self.tickets.values())
         for t in tickets:
             if states and t.state not in states:
                 continue
