@@ -2,9 +2,9 @@
 
 Runs the OTRS stand-in (kivi_otrs.otrs_double, a real loopback HTTP server) with an
 injected latency per request and fetches October 2026 (Europe/Berlin) for one customer
-(10, 100, 1000 tickets) and for all customers at once, with kivi-otrs' client (one
-SessionCreate, one TicketSearch per period part, one TicketGet per batch) next to a
-naive baseline in the same run over the same HTTP stack (SessionCreate, one TicketSearch
+(10, 100, 1000 tickets) and for all customers at once (a fresh stand-in per dataset),
+with kivi-otrs' client (one SessionCreate, one TicketSearch per period part, one
+TicketGet per batch) next to a naive baseline in the same run over the same HTTP stack (SessionCreate, one TicketSearch
 per customer, one TicketGet per ticket). Prints requests and time of both and the ratio.
 
     python bench/bench_otrs.py                      # 50 ms latency, 10/100/1000 tickets, ~2-3 minutes
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -74,7 +76,7 @@ def close_time(i: int, n: int) -> datetime:
 
 
 class Filler:
-    """Tickets in the double; ids count up across refills so no two datasets share an id."""
+    """Fills one freshly started double with one dataset."""
 
     def __init__(self, double: OtrsDouble) -> None:
         self.double = double
@@ -100,7 +102,6 @@ class Filler:
 
     def one_customer(self, size: int) -> set[int]:
         """``size`` billable tickets of CUSTOMER, as many of other customers, and some noise."""
-        self.double.tickets.clear()
         expected = {self.add(CUSTOMER, close_time(i, size)) for i in range(size)}
         for i in range(size):  # other customers, interleaved in time; 10003870 and 100038 are near misses
             other = ("10003870", "100038", f"{1000400 + i % 17}")[i % 3]
@@ -110,7 +111,6 @@ class Filler:
 
     def all_customers(self, total: int, customers: int) -> dict[str, set[int]]:
         """``total`` billable tickets spread over ``customers`` customers, and some noise."""
-        self.double.tickets.clear()
         names = [f"{1000387 + k}" for k in range(customers)]
         expected: dict[str, set[int]] = {name: set() for name in names}
         for i in range(total):
@@ -180,19 +180,24 @@ def print_table(rows: list[Row]) -> None:
               f"{'  ' + row.naive_note if row.naive_note else ''}")
 
 
-def run(latency: float, sizes: list[int], customers: int, all_tickets: int, batch: int) -> None:
-    wall = time.perf_counter()
+@contextmanager
+def serve(latency: float) -> Iterator[OtrsDouble]:
+    """A fresh stand-in per dataset (no state carried over), warmed up before the latency is switched on."""
     with OtrsDouble() as double:
-        big = settings_for(double, batch, BIG_LIMIT)
-        small = settings_for(double, batch, 500)
-        filler = Filler(double)
-        with fresh_client(big) as warm:  # first connection, imports: not part of any measurement
+        with fresh_client(settings_for(double, 50, BIG_LIMIT)) as warm:  # first connection: not measured
             warm.login()
         double.latency = latency
-        rows: list[Row] = []
-        targets: list[tuple[int, int, int]] = []
-        for size in sizes:
-            expected = filler.one_customer(size)
+        yield double
+
+
+def run(latency: float, sizes: list[int], customers: int, all_tickets: int, batch: int) -> None:
+    wall = time.perf_counter()
+    rows: list[Row] = []
+    targets: list[tuple[int, int, int]] = []
+    for size in sizes:
+        with serve(latency) as double:
+            big, small = settings_for(double, batch, BIG_LIMIT), settings_for(double, batch, 500)
+            expected = Filler(double).one_customer(size)
             ours = measure_ours(double, big, CUSTOMER, expected)
             naive = measure_naive(double, big, [CUSTOMER], expected)
             rows.append(Row(f"customer {CUSTOMER}", ours, naive))
@@ -200,7 +205,9 @@ def run(latency: float, sizes: list[int], customers: int, all_tickets: int, batc
             if size >= 500:  # the default search limit splits the month: extra searches, same naive
                 split = measure_ours(double, small, CUSTOMER, expected)
                 rows.append(Row(f"customer {CUSTOMER}, limit 500", split, naive, "(naive: row above)"))
-        by_customer = filler.all_customers(all_tickets, customers)
+    with serve(latency) as double:
+        big, small = settings_for(double, batch, BIG_LIMIT), settings_for(double, batch, 500)
+        by_customer = Filler(double).all_customers(all_tickets, customers)
         every = set().union(*by_customer.values())
         ours = measure_ours(double, big, None, every)
         naive = measure_naive(double, big, list(by_customer), every)
