@@ -13,11 +13,8 @@ import psycopg
 
 from . import config as config_mod
 from . import db, doctor, migrate, otrs_config
+from .cli_common import DSN_OPTION, parse_day
 from .errors import KiviOtrsError
-
-DSN_OPTION = click.option(
-    "--dsn", envvar=db.DSN_ENV, help="kivitendo database, e.g. postgresql://kivitendo@localhost/firma (or $KIVI_OTRS_DSN)."
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,15 +219,6 @@ def break_lock_cmd(dsn: str | None) -> None:
     click.echo("Lock removed.")
 
 
-def _parse_day(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise KiviOtrsError(f"{name} must be a date like 2026-10-31") from None
-
-
 @cli.command("positions")
 @DSN_OPTION
 @click.option("--order-id", type=int, help="kivitendo sales order (oe.id): prefill article, periodic invoices.")
@@ -251,7 +239,7 @@ def positions_cmd(dsn: str | None, order_id: int | None, customer_number: str | 
     if order_id is None and not customer_number:
         raise KiviOtrsError("name the order (--order-id N) or the customer (--customer NUMBER)")
     request = Request(order_id=order_id, customer_number=customer_number, period=period,
-                      date_from=_parse_day(date_from, "--from"), date_to=_parse_day(date_to, "--to"),
+                      date_from=parse_day(date_from, "--from"), date_to=parse_day(date_to, "--to"),
                       dry_run=dry_run, source="cli")
     plan, span = make_positions(db.resolve_dsn(dsn), request)
     if as_json:
@@ -472,7 +460,7 @@ def bill_cmd(dsn: str | None, period: str | None, date_from: str | None, date_to
             done = int(30 * index / total)
             click.echo(f"\r  [{'#' * done}{'.' * (30 - done)}] {index}/{total} {number[:20]:<20}", nl=False)
 
-    summary = billing_run.run(db.resolve_dsn(dsn), period, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"),
+    summary = billing_run.run(db.resolve_dsn(dsn), period, parse_day(date_from, "--from"), parse_day(date_to, "--to"),
                               list(customers) or None, dry_run, progress=progress)
     if show_progress and seen:
         click.echo()

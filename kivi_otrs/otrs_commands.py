@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
 
 import click
 from jinja2 import Environment, StrictUndefined
 
 from . import config as config_mod
 from . import db
-from .errors import HelpdeskError, KiviOtrsError
+from .cli_common import DSN_OPTION, parse_day
+from .errors import HelpdeskError
 from .period import resolve_period
 from .resources import resource_dir
-
-DSN_OPTION = click.option(
-    "--dsn", envvar=db.DSN_ENV, help="kivitendo database, e.g. postgresql://kivitendo@localhost/firma (or $KIVI_OTRS_DSN)."
-)
 
 
 def webservice_yaml(settings: config_mod.OtrsSettings | None, field: str) -> str:
@@ -36,15 +32,6 @@ def _settings(dsn: str | None) -> tuple[config_mod.OtrsSettings, dict[str, objec
     with db.connect(db.resolve_dsn(dsn)) as conn:
         values = config_mod.effective(conn)
     return config_mod.otrs_settings(values), values
-
-
-def _day(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise KiviOtrsError(f"{name} must be a date like 2026-10-31") from None
 
 
 @click.command("otrs-webservice")
@@ -104,7 +91,7 @@ def tickets_cmd(dsn: str | None, customer_number: str | None, period: str | None
 
     settings, values = _settings(dsn)
     span = resolve_period(period or str(values["billing.period"]), settings.timezone,
-                          date_from=_day(date_from, "--from"), date_to=_day(date_to, "--to"))
+                          date_from=parse_day(date_from, "--from"), date_to=parse_day(date_to, "--to"))
     with OtrsClient(settings) as client:
         result = client.closed_tickets(customer_number, span)
         requests_made = client.requests_made

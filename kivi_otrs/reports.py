@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from .doctor import SEVERAL_CUSTOMERS_SQL
 from .render import format_number
 
 BILLED_SQL = """
@@ -47,14 +48,6 @@ WHERE state = 'billed'
 GROUP BY ticket_id, ticket_number, customer_number
 HAVING sum(minutes) > max(ticket_minutes)
 ORDER BY ticket_number
-"""
-SHARED_EMAIL_SQL = """
-SELECT cl.login, string_agg(DISTINCT btrim(cu.customernumber), ', ') AS customers
-FROM kivi_otrs.contact_login cl
-JOIN kivi_otrs.contact_link lk ON lk.contact_id = cl.cp_id
-JOIN public.customer cu ON cu.id = lk.customer_id
-GROUP BY cl.login HAVING count(DISTINCT cu.id) > 1
-ORDER BY cl.login
 """
 EXPIRED_SQL = """
 SELECT customer_number, ticket_number, claimed_by, claimed_at, reserved_until
@@ -151,5 +144,5 @@ def reconciliation(conn: psycopg.Connection[Any], helpdesk: list[Report] | None 
         Report("Reservations never saved (offered again)",
                ["customer", "ticket", "by", "at", "expired"], rows(EXPIRED_SQL)),
         Report("Contacts with the same e-mail at several customers",
-               ["login", "customers"], rows(SHARED_EMAIL_SQL)),
+               ["login", "customers"], rows(SEVERAL_CUSTOMERS_SQL)),
     ]
