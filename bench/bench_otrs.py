@@ -4,8 +4,9 @@ Runs the OTRS stand-in (kivi_otrs.otrs_double, a real loopback HTTP server) with
 injected latency per request and fetches October 2026 (Europe/Berlin) for one customer
 (10, 100, 1000 tickets) and for all customers at once (a fresh stand-in per dataset),
 with kivi-otrs' client (one SessionCreate, one TicketSearch per period part, one
-TicketGet per batch) next to a naive baseline in the same run over the same HTTP stack (SessionCreate, one TicketSearch
-per customer, one TicketGet per ticket). Prints requests and time of both and the ratio.
+TicketGet per batch) next to a naive baseline in the same run over the same HTTP stack
+(SessionCreate, one TicketSearch per customer, one TicketGet per ticket). Prints
+requests and time of both and the ratio.
 
     python bench/bench_otrs.py                      # 50 ms latency, 10/100/1000 tickets, ~2-3 minutes
     python bench/bench_otrs.py --quick              # smoke run: 5 ms latency, 10/100 tickets
