@@ -219,6 +219,26 @@ def test_periodic_invoice_orders_get_recurring_billing_mode_once(conn: psycopg.C
     assert target.periodic is True
     plan = claim(conn, [TicketData(16, "16", "p", Decimal(30))], target=target)
     assert plan.positions[0]["recurring_billing_mode"] == "once"
+    save_positions(conn, target.oe_id or 0, plan)
+
+    def periodic_invoice_run(invnumber: str) -> list[str]:
+        """kivitendo's CreatePeriodicInvoices rule: 'always' rows every period, 'once' rows until invoiced."""
+        invoice = conn.execute("INSERT INTO public.ar (invnumber, customer_id, taxzone_id, currency_id) SELECT %s, "
+                               "customer_id, taxzone_id, currency_id FROM public.oe WHERE id = %s RETURNING id",
+                               (invnumber, target.oe_id)).fetchone()
+        assert invoice is not None
+        invoice_id = invoice[0]
+        rows = conn.execute(
+            "SELECT id, description, recurring_billing_mode::text FROM public.orderitems WHERE trans_id = %s AND "
+            "(recurring_billing_mode = 'always' OR (recurring_billing_mode = 'once' AND recurring_billing_invoice_id "
+            "IS NULL)) ORDER BY position", (target.oe_id,)).fetchall()
+        conn.execute("UPDATE public.orderitems SET recurring_billing_invoice_id = %s WHERE id = ANY(%s) AND "
+                     "recurring_billing_mode = 'once'", (invoice_id, [r[0] for r in rows]))
+        return [r[1] for r in rows]
+
+    assert periodic_invoice_run("R-2026-11") == ["Wartungspauschale", "Systemtechnik Stundensatz"]
+    assert periodic_invoice_run("R-2026-12") == ["Wartungspauschale"]
+    assert conn.execute("SELECT state FROM kivi_otrs.ledger WHERE ticket_id = 16").fetchall() == [("billed",)]
 
 
 def test_untrusted_ticket_titles_are_escaped(conn: psycopg.Connection[Any]) -> None:

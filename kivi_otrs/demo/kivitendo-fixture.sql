@@ -229,6 +229,21 @@ CREATE TABLE public.orderitems (
 );
 CREATE INDEX orderitems_trans_id_key ON public.orderitems (trans_id);
 
+-- Sales invoices, only the columns periodic invoicing needs here.
+CREATE TABLE public.ar (
+    id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
+    invnumber text NOT NULL,
+    transdate date DEFAULT ('now'::text)::date,
+    customer_id integer REFERENCES public.customer(id),
+    amount numeric(15,5) DEFAULT 0 NOT NULL,
+    netamount numeric(15,5) DEFAULT 0 NOT NULL,
+    paid numeric(15,5) DEFAULT 0 NOT NULL,
+    taxzone_id integer NOT NULL REFERENCES public.tax_zones(id),
+    currency_id integer NOT NULL REFERENCES public.currencies(id)
+);
+ALTER TABLE public.orderitems ADD CONSTRAINT orderitems_recurring_billing_invoice_id_fkey
+    FOREIGN KEY (recurring_billing_invoice_id) REFERENCES public.ar(id) ON DELETE SET NULL;
+
 CREATE TABLE public.periodic_invoices_configs (
     id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
     oe_id integer NOT NULL REFERENCES public.oe(id) ON DELETE CASCADE,
