@@ -28,7 +28,9 @@ BEGIN
                 released_at = NULL, release_reason = NULL
             FROM kivi_otrs_new n
             WHERE n.longdescription LIKE '%kivi-otrs:%'
-              AND l.marker::text = substring(n.longdescription FROM 'kivi-otrs:([0-9a-f-]{36})')
+              -- compared as uuid so the unique index on marker is used (no ledger scan per row)
+              AND l.marker = substring(n.longdescription
+                                       FROM 'kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})')::uuid
               AND (l.state = 'reserved' OR (l.state = 'released' AND l.orderitems_id IS NOT NULL));
         END IF;
     EXCEPTION WHEN OTHERS THEN
