@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -72,22 +73,26 @@ def _encode(payload: Any) -> bytes:
                       default=lambda v: _json_number(v) if isinstance(v, Decimal) else str(v)).encode()
 
 
-def _like(pattern: str, value: str) -> bool:
+def _like(pattern: str) -> re.Pattern[str]:
     regex = "".join(".*" if ch in "*%" else "." if ch == "_" else re.escape(ch) for ch in pattern.lower())
-    return re.fullmatch(regex, value.lower(), re.DOTALL) is not None
+    return re.compile(regex, re.DOTALL)
+
+
+def customer_matcher(expression: str) -> Callable[[str], bool]:
+    """OTRS-like CustomerID matching: operators split the value into terms that must all match.
+
+    Parsed once per search; the returned predicate is applied to every ticket.
+    """
+    terms = [(t.startswith("!"), t.lstrip("!")) for t in OPERATOR_SPLIT.split(expression.strip()) if t]
+    if not terms or any(not term for _, term in terms):
+        return lambda customer_id: False
+    compiled = [(negate, _like(term)) for negate, term in terms]
+    return lambda customer_id: all((pattern.fullmatch(customer_id.lower()) is not None) != negate
+                                   for negate, pattern in compiled)
 
 
 def customer_matches(expression: str, customer_id: str) -> bool:
-    """OTRS-like CustomerID matching: operators split the value into terms that must all match."""
-    terms = [t for t in OPERATOR_SPLIT.split(expression.strip()) if t]
-    if not terms:
-        return False
-    for term in terms:
-        negate = term.startswith("!")
-        term = term.lstrip("!")
-        if not term or _like(term, customer_id) == negate:
-            return False
-    return True
+    return customer_matcher(expression)(customer_id)
 
 
 class OtrsDouble:
@@ -259,6 +264,7 @@ class OtrsDouble:
         df_filters = {k[len("DynamicField_"):]: v for k, v in data.items()
                       if k.startswith("DynamicField_") and k[len("DynamicField_"):] in self.dynamic_field_names}
         newer, older = bounds.get("TicketCloseTimeNewerDate"), bounds.get("TicketCloseTimeOlderDate")
+        matchers = [customer_matcher(c) for c in customers]
         hits = []
         with self._lock:
             if customers and not any(ch in c for c in customers for ch in "*%_ +-!&|()"):
@@ -271,7 +277,7 @@ class OtrsDouble:
                 continue
             if types and STATES[t.state][1] not in types:
                 continue
-            if customers and not any(customer_matches(c, t.customer_id) for c in customers):
+            if matchers and not any(match(t.customer_id) for match in matchers):
                 continue
             if logins and t.customer_user.lower() not in logins:
                 continue
