@@ -24,6 +24,7 @@ import psycopg
 
 from . import config, db, positions
 from .errors import KiviOtrsError
+from .otrs import fetch_closed_tickets
 from .period import Period, resolve_period
 from .render import Renderer
 
@@ -123,13 +124,8 @@ class RunSummary:
 
 
 def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> list[Any]:
-    from .otrs import OtrsClient
-
-    client = OtrsClient(settings)
-    try:
-        return list(client.closed_tickets(None, period).tickets)
-    finally:
-        client.close()
+    """Every customer's billable closed tickets of the period in one batched fetch."""
+    return list(fetch_closed_tickets(settings, None, period))
 
 
 def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int, run_target: str, ordnumber: str,

@@ -112,8 +112,10 @@ def customer_search_value(customer_number: str) -> str:
 
 
 def _decimal(value: object) -> Decimal:
-    if isinstance(value, bool) or value is None or value == "":
-        return Decimal(0) if value in (None, "") else Decimal("NaN")
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, bool):
+        return Decimal("NaN")
     try:
         return Decimal(str(value).strip())
     except InvalidOperation:
@@ -123,6 +125,12 @@ def _decimal(value: object) -> Decimal:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def fetch_closed_tickets(settings: OtrsSettings, customer_number: str | None, period: Period) -> list[Ticket]:
+    """Billable closed tickets of one customer (or of all with None) in the period: one client, closed after."""
+    with OtrsClient(settings) as client:
+        return client.closed_tickets(customer_number, period).tickets
 
 
 class _SessionCache:
@@ -399,7 +407,7 @@ class OtrsClient:
             if ticket.state not in settings.states:
                 continue
             if ticket.closed is not None and not (period_start <= ticket.closed < period_end):
-                result.skipped.append({**info, "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M} UTC, "
+                result.skipped.append({**info, "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M %Z}, "
                                                          "billed in that period"})
                 continue
             result.tickets.append(ticket)

@@ -8,7 +8,7 @@ system time zone (UTC by default) with both bounds inclusive and the exact forma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .errors import ConfigError
@@ -59,7 +59,7 @@ def resolve_period(spec: str | None, tz: str, today: date | None = None, date_fr
 
 def otrs_bounds(period: Period, otrs_tz: str = "UTC") -> tuple[str, str]:
     """TicketCloseTimeNewerDate / OlderDate in OTRS's system time zone; OTRS treats both as inclusive."""
-    zone = UTC if otrs_tz == "UTC" else ZoneInfo(otrs_tz)
+    zone = ZoneInfo(otrs_tz)
     start = period.start.astimezone(zone)
     last = (period.end - timedelta(seconds=1)).astimezone(zone)
     return start.strftime(OTRS_FORMAT), last.strftime(OTRS_FORMAT)
@@ -68,4 +68,4 @@ def otrs_bounds(period: Period, otrs_tz: str = "UTC") -> tuple[str, str]:
 def parse_otrs_time(value: str, otrs_tz: str = "UTC") -> datetime:
     """An OTRS ``YYYY-MM-DD HH:MM:SS`` (system time zone) as an aware datetime; ValueError if malformed."""
     naive = datetime.strptime(value, OTRS_FORMAT)
-    return naive.replace(tzinfo=UTC if otrs_tz == "UTC" else ZoneInfo(otrs_tz))
+    return naive.replace(tzinfo=ZoneInfo(otrs_tz))

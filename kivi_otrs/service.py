@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from . import config, db, positions
+from .otrs import fetch_closed_tickets
 from .period import Period, resolve_period
 from .render import Renderer
 
@@ -23,13 +24,7 @@ TicketFetcher = Callable[[config.OtrsSettings, str, Period], list[Any]]
 
 def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period) -> list[Any]:
     """Billable closed tickets of one customer in the period, from the OTRS web service."""
-    from .otrs import OtrsClient
-
-    client = OtrsClient(settings)
-    try:
-        return list(client.closed_tickets(customer_number, period).tickets)
-    finally:
-        client.close()
+    return list(fetch_closed_tickets(settings, customer_number, period))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import psycopg
 
 from . import config, db
 from .errors import HelpdeskError, HelpdeskUnavailable
+from .otrs import OtrsClient
 
 MAX_ATTEMPTS = 12
 BATCH = 200
@@ -35,26 +36,20 @@ WHERE id = %(id)s
 
 def process(conn: psycopg.Connection[Any], settings: config.OtrsSettings, field: str) -> dict[str, int]:
     """Send pending updates; returns counts of done / retry / failed."""
-    from .otrs import OtrsClient
-
     counts = {"done": 0, "retry": 0, "failed": 0}
-    client = OtrsClient(settings)
-    try:
-        with conn.transaction():
-            rows = conn.execute(PENDING_SQL, {"limit": BATCH}).fetchall()
-            for entry_id, ticket_id, value in rows:
-                try:
-                    client.update_ticket(int(ticket_id), {field: value})
-                except HelpdeskUnavailable as exc:
-                    conn.execute(RETRY_SQL, {"id": entry_id, "error": db.redact(str(exc))[:500], "max": MAX_ATTEMPTS})
-                    counts["retry"] += 1
-                    break  # OTRS is down: keep the rest for later
-                except HelpdeskError as exc:
-                    conn.execute(RETRY_SQL, {"id": entry_id, "error": db.redact(str(exc))[:500], "max": MAX_ATTEMPTS})
-                    counts["failed" if "InvalidParameter" in (exc.error_code or "") else "retry"] += 1
-                else:
-                    conn.execute(DONE_SQL, {"id": entry_id})
-                    counts["done"] += 1
-    finally:
-        client.close()
+    with OtrsClient(settings) as client, conn.transaction():
+        rows = conn.execute(PENDING_SQL, {"limit": BATCH}).fetchall()
+        for entry_id, ticket_id, value in rows:
+            try:
+                client.update_ticket(int(ticket_id), {field: value})
+            except HelpdeskUnavailable as exc:
+                conn.execute(RETRY_SQL, {"id": entry_id, "error": db.redact(str(exc))[:500], "max": MAX_ATTEMPTS})
+                counts["retry"] += 1
+                break  # OTRS is down: keep the rest for later
+            except HelpdeskError as exc:
+                conn.execute(RETRY_SQL, {"id": entry_id, "error": db.redact(str(exc))[:500], "max": MAX_ATTEMPTS})
+                counts["failed" if "InvalidParameter" in (exc.error_code or "") else "retry"] += 1
+            else:
+                conn.execute(DONE_SQL, {"id": entry_id})
+                counts["done"] += 1
     return counts
