@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from .billing_run import CUSTOMERS_SQL
 from .doctor import SEVERAL_CUSTOMERS_SQL
 from .render import format_number
 
@@ -117,9 +118,8 @@ def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = No
 
 def helpdesk_lists(conn: psycopg.Connection[Any], tickets: list[Any], period_label: str) -> list[Report]:
     """From OTRS's closed tickets of a period: tickets without time, time of customers unknown to kivitendo."""
-    numbers = {t.customer_id for t in tickets}
-    known = {r[0] for r in conn.execute("SELECT customernumber FROM public.customer WHERE customernumber = ANY(%s)",
-                                        (sorted(numbers),)).fetchall()}
+    numbers = sorted({t.customer_id for t in tickets})
+    known = {r[0] for r in conn.execute(CUSTOMERS_SQL, {"numbers": numbers}).fetchall()}
     no_time = [[t.customer_id, t.number, t.title, t.state] for t in tickets if t.minutes <= 0]
     unknown = [[t.customer_id or "(none)", t.number, t.title, t.minutes] for t in tickets
                if t.customer_id not in known and t.minutes > 0]
