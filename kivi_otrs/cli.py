@@ -19,11 +19,15 @@ from .errors import KiviOtrsError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kivi-otrs")
-def cli() -> None:
+@click.option("--secrets-file", type=click.Path(dir_okay=False), envvar=config_mod.SECRETS_FILE_ENV,
+              help="File of 'otrs.password = ...' / 'api.token = ...' lines, mode 0600 "
+                   "(or $KIVI_OTRS_SECRETS_FILE; systemd credentials and environment variables also work).")
+def cli(secrets_file: str | None) -> None:
     """kivitendo <-> OTRS/Znuny/OTOBO: customer backend views and billing of closed tickets.
 
     Example: kivi-otrs migrate --dsn postgresql://kivitendo@localhost/firma
     """
+    config_mod.use_secrets_file(secrets_file)
 
 
 @cli.command("migrate")
@@ -186,26 +190,56 @@ def config_show_cmd(dsn: str | None, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}  ({source})")
 
 
-@config_group.command("set")
+@config_group.command("set", context_settings={"ignore_unknown_options": True})
 @DSN_OPTION
 @click.argument("key")
 @click.argument("value", required=False)
-@click.option("--from-env", "from_env", metavar="VAR", help="Read the value from this environment variable (for secrets).")
-def config_set_cmd(dsn: str | None, key: str, value: str | None, from_env: str | None) -> None:
-    """Store one setting; secrets are best given with --from-env or at the prompt.
+@click.option("--from-env", "from_env", metavar="VAR", help="Read the value from this environment variable.")
+@click.option("--store-in-database", is_flag=True,
+              help="Allow storing a secret (otrs.password, api.token) in plain text in kivi_otrs.settings.")
+def config_set_cmd(dsn: str | None, key: str, value: str | None, from_env: str | None, store_in_database: bool) -> None:
+    """Store one setting after checking it against its allowed range (negative numbers: KEY -- -15).
+
+    Secrets (otrs.password, api.token) belong in KIVI_OTRS_OTRS_PASSWORD / KIVI_OTRS_API_TOKEN,
+    a systemd credential or a secrets file (--secrets-file, mode 0600); config set refuses
+    them unless --store-in-database is given.
 
     Example: kivi-otrs config set billing.states '["closed successful"]'
     """
+    setting = config_mod.SETTINGS.get(key)
+    if setting is None:
+        config_mod.parse_value(key, "")  # the one-line "unknown setting" error
+    if from_env and value is not None:
+        raise KiviOtrsError(f"give the value of {key} either as argument or with --from-env, not both")
+    if setting is not None and setting.secret and not store_in_database:
+        config_mod.refuse_secret_in_database(key)
     if from_env:
         value = os.environ.get(from_env)
         if value is None:
             raise KiviOtrsError(f"environment variable {from_env} is not set")
     if value is None:
-        secret = config_mod.SETTINGS.get(key) is not None and config_mod.SETTINGS[key].secret
-        value = click.prompt(f"Value for {key}", hide_input=secret)
+        value = click.prompt(f"Value for {key}", hide_input=bool(setting and setting.secret))
+    config_mod.parse_value(key, value)
     with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
         config_mod.set_value(conn, key, value)
     click.echo(f"{key} saved.")
+    if setting is not None and setting.secret:
+        click.echo(f"warning: {key} is stored in plain text in kivi_otrs.settings and in every pg_dump of this "
+                   f"database; prefer {setting.env}, a systemd credential or a secrets file, then "
+                   f"kivi-otrs config unset {key}", err=True)
+
+
+@config_group.command("unset")
+@DSN_OPTION
+@click.argument("key")
+def config_unset_cmd(dsn: str | None, key: str) -> None:
+    """Remove a stored setting: its default (or the environment/secrets file) applies again.
+
+    Example: kivi-otrs config unset otrs.password
+    """
+    with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
+        removed = config_mod.unset_value(conn, key)
+    click.echo(f"{key} removed from the database." if removed else f"{key} was not stored in the database.")
 
 
 @cli.command("break-lock")
@@ -507,6 +541,12 @@ def main(argv: list[str] | None = None) -> None:
     except KiviOtrsError as exc:
         click.echo(f"Error: {db.redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except psycopg.errors.UndefinedTable as exc:
+        if "kivi_otrs." in str(exc):
+            click.echo(f"Error: {config_mod.NOT_INSTALLED}", err=True)
+            sys.exit(3)
+        click.echo(f"Error: database error: {db.redact(str(exc).strip().splitlines()[0])}", err=True)
+        sys.exit(3)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"Error: database error: {db.redact(first)}", err=True)

@@ -60,7 +60,7 @@ def test_cli_install_status_config_and_rollback(kivi_dsn: str) -> None:
     assert f"Applied {len(ids)} migration(s)" in run("migrate", env=env).stdout
     assert "up to date" in run("migrate", env=env).stdout
     assert run("status", env=env).stdout.splitlines() == [f"applied  {i}" for i in ids]
-    assert run("config", "set", "otrs.password", "--from-env", "OTRS_PW", env=env).returncode == 0
+    assert run("config", "set", "otrs.password", "--from-env", "OTRS_PW", "--store-in-database", env=env).returncode == 0
     bad = run("config", "set", "otrs.base_url", "ftp://x", env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("Error: otrs.base_url: expected an http")
     unknown = run("config", "set", "otrs.nope", "1", env=env)
