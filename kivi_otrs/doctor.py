@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from . import migrate
+from . import config, migrate
 
 # kivitendo columns the customer backend reads, with the type families that work.
 REQUIRED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -169,6 +169,19 @@ def _installation(conn: psycopg.Connection[Any], out: list[Finding]) -> dict[str
                            f"sync triggers missing or disabled on public.{', public.'.join(missing)}: "
                            "kivitendo changes do not reach OTRS",
                            "run kivi-otrs views install"))
+    flag_row = conn.execute(migrate.FLAG_STATE_SQL).fetchone()
+    if flag_row and flag_row[0] is not None and not flag_row[1]:
+        out.append(Finding("error", "flag",
+                           f"the custom variable otrs_may_report_tickets (id {flag_row[0]}) was deleted in kivitendo: "
+                           "no contact may report tickets",
+                           "run kivi-otrs migrate (re-creates it), then tick it again for the contacts"))
+    for key in config.stored_secrets(conn):
+        env = config.SETTINGS[key].env
+        out.append(Finding("warning", "secrets",
+                           f"{key} is stored in plain text in kivi_otrs.settings, so every pg_dump of this database "
+                           "carries it",
+                           f"set {env}, a systemd credential {key} or '{key} = ...' in a secrets file of mode 0600 "
+                           f"({config.SECRETS_FILE_ENV}), then run kivi-otrs config unset {key}"))
     stale, last_error, at = _rows(conn, SYNC_SQL)[0]
     if stale:
         out.append(Finding("error", "sync", f"the customer backend is stale since {at:%Y-%m-%d %H:%M}: {last_error}",
@@ -243,12 +256,20 @@ def _data(conn: psycopg.Connection[Any], out: list[Finding]) -> None:
          "prefer customer numbers of letters, digits and inner dashes; kivi-otrs billing still matches them exactly",
          lambda r: f"customer {r[0]} {r[1]}: {r[2]!r}"),
     ]
-    from .reports import OVERBILLED_SQL
+    from .reports import COPIES_SQL, OVERBILLED_SQL, TIED_BY_NUMBER_SQL
 
     checks.append(("error", "ledger", OVERBILLED_SQL, None,
-                   "tickets billed beyond their accounted time (an expired reservation was saved after a second claim)",
+                   "tickets billed beyond their accounted time (positions saved before kivi-otrs 0.2 refused copies)",
                    "delete the duplicate position in kivitendo; the ledger releases it",
                    lambda r: f"ticket {r[0]} ({r[1]}): {r[2]} of {r[3]} min on {r[4]}"))
+    checks.append(("error", "ledger", COPIES_SQL, None,
+                   "ticket positions copied into another sales order (saved before kivi-otrs 0.2 refused copies)",
+                   "remove the copied position from the second order; the ticket stays billed on the first",
+                   lambda r: f"ticket {r[0]} ({r[1]}): billed on {r[2]}, copy on {r[3]}"))
+    checks.append(("warning", "ledger", TIED_BY_NUMBER_SQL, None,
+                   "ticket positions saved without their marker (an editor dropped it); tied by the ticket number",
+                   "nothing to do; check the position text if the article or quantity was changed",
+                   lambda r: f"ticket {r[0]} ({r[1]}) on {r[2]}"))
     for severity, check, query, params, message, fix, fmt in checks:
         try:
             with conn.transaction():

@@ -14,6 +14,7 @@ and is offered again when it was not saved before ``billing.reservation_minutes`
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -28,6 +29,7 @@ from .errors import BillingError
 from .render import Renderer, format_number
 
 MINUTE_UNIT = "min"
+MARKER_TEXT = re.compile(r"kivi-otrs:", re.IGNORECASE)
 
 ORDER_SQL = """
 SELECT oe.id, oe.ordnumber, oe.record_type::text AS record_type, oe.closed, cu.id AS customer_db_id,
@@ -58,10 +60,12 @@ SELECT pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t, 0))
 FROM unnest(%(ids)s::bigint[]) t ORDER BY t
 """
 ACTIVE_SQL = """
-SELECT ticket_id, state, minutes, oe_id, orderitems_id, claimed_by, claimed_at, reserved_until,
-       (SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id) AS ordnumber
+SELECT ticket_id, state, minutes, billed_minutes, oe_id, orderitems_id, claimed_by, claimed_at, reserved_until,
+       (SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id) AS ordnumber,
+       (SELECT invnumber FROM public.ar WHERE ar.id = l.invoice_id) AS invnumber
 FROM kivi_otrs.ledger l
-WHERE ticket_id = ANY(%(ids)s) AND (state = 'billed' OR (state = 'reserved' AND reserved_until > now()))
+WHERE ticket_id = ANY(%(ids)s)
+  AND (state IN ('billed', 'invoiced') OR (state = 'reserved' AND reserved_until > now()))
 ORDER BY ticket_id, claimed_at
 """
 INSERT_SQL = """
@@ -203,6 +207,8 @@ def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, cust
             raise BillingError(f"order {row['ordnumber']} is a {row['record_type']}, not a sales order")
         if not row["customer_number"]:
             raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
+        if row["closed"]:
+            raise BillingError(f"order {row['ordnumber']} is closed; open a new order for the tickets")
         minutes = unit_minutes(_units(conn))
         prefill = cur.execute(PREFILL_SQL, {"id": order_id, "units": list(minutes)}).fetchone()
         return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"],
@@ -276,7 +282,6 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
           dry_run: bool = False, periodic: bool | None = None) -> Plan:
     """Decide, render and (unless dry_run) reserve positions for the tickets, in one transaction."""
     plan = Plan()
-    periodic = target.periodic if periodic is None else periodic
     resolver = ArticleResolver(conn, target, settings.default_part)
     tz = ZoneInfo(settings.timezone)
     by_id = {t.ticket_id: t for t in tickets}
@@ -298,15 +303,21 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
             if ticket.minutes <= 0:
                 plan.skipped.append({**info, "reason": "no accounted time"})
                 continue
-            claimed = sum((Decimal(e["minutes"]) for e in active.get(ticket_id, [])), Decimal(0))
+            entries = active.get(ticket_id, [])
+            claimed = sum((Decimal(e["minutes"]) for e in entries), Decimal(0))
             open_minutes = ticket.minutes - claimed
             if open_minutes <= 0:
-                entry = active[ticket_id][-1]
-                where = f"order {entry['ordnumber']}" if entry["ordnumber"] else "an unsaved order"
-                what = "billed on" if entry["state"] == "billed" else (
-                    f"reserved until {entry['reserved_until'].astimezone(tz):%H:%M} by {entry['claimed_by']} for")
-                plan.billed.append({**info, "state": entry["state"], "oe_id": entry["oe_id"],
-                                    "orderitems_id": entry["orderitems_id"], "where": f"{what} {where}"})
+                plan.billed.append({**info, **_where_billed(entries[-1], tz)})
+                continue
+            # Round the ticket's total, not each delta: 7 -> 14 -> 21 -> 28 minutes billed in four steps
+            # with 15-minute rounding up come to 30 minutes, as if billed once.
+            already = sum((Decimal(e["billed_minutes"]) for e in entries), Decimal(0))
+            billed_minutes = round_minutes(ticket.minutes, settings.increment, settings.rounding_mode,
+                                           settings.minimum) - already
+            if billed_minutes <= 0:
+                plan.billed.append({**info, **_where_billed(entries[-1], tz),
+                                    "reason": f"the {open_minutes} new minute(s) are covered by the rounding of "
+                                              f"the {already} minute(s) already billed"})
                 continue
             part, why = resolver.resolve(ticket)
             if part is None:
@@ -316,12 +327,11 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
                 plan.skipped.append({**info, "reason": f"article {part.partnumber} has unit {part.unit!r}, "
                                                         "not a time unit based on min"})
                 continue
-            billed_minutes = round_minutes(open_minutes, settings.increment, settings.rounding_mode, settings.minimum)
             qty = (billed_minutes / part.unit_minutes).quantize(Decimal("0.00001"))
             marker = uuid.uuid4()
             closed_local = ticket.closed.astimezone(tz) if ticket.closed else None
             context = {
-                "ticket": {"id": ticket.ticket_id, "number": ticket.number, "title": ticket.title,
+                "ticket": {"id": ticket.ticket_id, "number": ticket.number, "title": _unmarked(ticket.title),
                            "state": ticket.state, "queue": ticket.queue, "service": ticket.service, "type": ticket.type,
                            "customer_id": ticket.customer_id, "customer_user": ticket.customer_user,
                            "closed": f"{closed_local:%Y-%m-%d %H:%M}" if closed_local else ""},
@@ -344,16 +354,16 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
             if price is not None:
                 position["sellprice_as_number"] = format_number(price, renderer.number_format, 2)
             info["sellprice"] = str(price) if price is not None else None
-            if periodic:
-                position["recurring_billing_mode"] = "once"
+            # Ticket time is one-off; the ledger trigger enforces it on save whatever the screen posts.
+            position["recurring_billing_mode"] = "once"
             plan.positions.append(position)
-            plan.new.append({**info, "billed_minutes": str(billed_minutes), "qty": str(qty), "unit": part.unit,
+            plan.new.append({**info, "billed_minutes": _plain(billed_minutes), "qty": str(qty), "unit": part.unit,
                              "partnumber": part.partnumber, "article_source": why, "marker": str(marker),
                              "delta": claimed > 0})
             rows.append({
                 "ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "customer_number": ticket.customer_id,
                 "minutes": str(open_minutes), "ticket_minutes": str(ticket.minutes),
-                "billed_minutes": str(billed_minutes), "qty": str(qty), "unit": part.unit, "parts_id": part.id,
+                "billed_minutes": _plain(billed_minutes), "qty": str(qty), "unit": part.unit, "parts_id": part.id,
                 "oe_id": target.oe_id, "marker": str(marker), "period_start": period_start.isoformat(),
                 "period_end": period_end.isoformat(),
                 "ticket_closed": ticket.closed.isoformat() if ticket.closed else None, "claimed_by": user,
@@ -368,6 +378,34 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
             for position in plan.positions:
                 position["longdescription"] = position["longdescription"].rsplit("<!-- kivi-otrs:", 1)[0]
     return plan
+
+
+def _where_billed(entry: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """Where a ticket is billed or reserved, for the summary (state, document, deadline)."""
+    result = {"state": entry["state"], "oe_id": entry["oe_id"], "orderitems_id": entry["orderitems_id"],
+              "ordnumber": entry["ordnumber"], "invnumber": entry.get("invnumber"),
+              "claimed_by": entry["claimed_by"]}
+    if entry["state"] == "reserved":
+        until = entry["reserved_until"].astimezone(tz)
+        result["reserved_until"] = entry["reserved_until"].isoformat()
+        where = f"order {entry['ordnumber']}" if entry["ordnumber"] else "an unsaved order"
+        result["where"] = f"reserved until {until:%H:%M} by {entry['claimed_by']} for {where}"
+    elif entry["state"] == "invoiced":
+        result["where"] = (f"invoiced in {entry['invnumber'] or 'an invoice'}"
+                           + (f" (order {entry['ordnumber']})" if entry["ordnumber"] else ""))
+    else:
+        result["where"] = f"billed on order {entry['ordnumber']}"
+    return result
+
+
+def _plain(value: Decimal) -> str:
+    """45.00 -> '45', 7.50 -> '7.5' (never exponent notation)."""
+    return f"{value.normalize():f}"
+
+
+def _unmarked(text: str) -> str:
+    """OTRS text never carries something that looks like our marker (customer-controlled titles)."""
+    return MARKER_TEXT.sub("kivi-otrs\u2024", text)
 
 
 def _price(part: Part, target: Target, source: str) -> Decimal | None:

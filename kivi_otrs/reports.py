@@ -30,7 +30,7 @@ FROM kivi_otrs.ledger l
 LEFT JOIN public.oe oe ON oe.id = l.oe_id
 LEFT JOIN LATERAL (SELECT name FROM public.customer c WHERE btrim(c.customernumber) = l.customer_number
                    ORDER BY coalesce(c.obsolete, false), c.id LIMIT 1) cu ON true
-WHERE l.state = 'billed' AND l.period_start >= %(start)s AND l.period_start < %(end)s
+WHERE l.state IN ('billed', 'invoiced') AND l.period_start >= %(start)s AND l.period_start < %(end)s
   AND (%(customer)s::text IS NULL OR l.customer_number = %(customer)s)
 ORDER BY l.customer_number, l.ticket_closed NULLS LAST, l.ticket_number
 """
@@ -45,16 +45,42 @@ OVERBILLED_SQL = """
 SELECT ticket_number, customer_number, sum(minutes) AS billed, max(ticket_minutes) AS accounted,
        string_agg(DISTINCT coalesce((SELECT ordnumber FROM public.oe WHERE oe.id = l.oe_id), '?'), ', ') AS orders
 FROM kivi_otrs.ledger l
-WHERE state = 'billed'
+WHERE state IN ('billed', 'invoiced')
 GROUP BY ticket_id, ticket_number, customer_number
 HAVING sum(minutes) > max(ticket_minutes)
 ORDER BY ticket_number
+"""
+COPIES_SQL = """
+SELECT l.ticket_number, l.customer_number, coalesce(src.ordnumber, '?') AS billed_on, oe.ordnumber AS copy_on
+FROM kivi_otrs.ledger l
+JOIN public.orderitems oi ON kivi_otrs.position_digest(oi.description, oi.longdescription) = l.position_digest
+                         AND oi.id <> l.orderitems_id AND oi.parts_id = l.parts_id
+JOIN public.oe oe ON oe.id = oi.trans_id AND oe.record_type::text = 'sales_order'
+LEFT JOIN public.oe src ON src.id = l.oe_id
+WHERE l.state IN ('billed', 'invoiced')
+ORDER BY l.ticket_number
+"""
+TIED_BY_NUMBER_SQL = """
+SELECT l.ticket_number, l.customer_number, oe.ordnumber
+FROM kivi_otrs.ledger l LEFT JOIN public.oe oe ON oe.id = l.oe_id
+WHERE l.state IN ('billed', 'invoiced') AND l.bound_by = 'ticket number'
+ORDER BY l.ticket_number
 """
 EXPIRED_SQL = """
 SELECT customer_number, ticket_number, claimed_by, claimed_at, reserved_until
 FROM kivi_otrs.ledger WHERE state = 'reserved' AND reserved_until <= now()
 ORDER BY reserved_until
 """
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_safe(value: Any, text: str) -> str:
+    """``text`` with a leading ' when ``value`` is text (not a number or date) a spreadsheet would treat as a formula."""
+    if isinstance(value, str) and (text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START)):
+        return "'" + text
+    return text
 
 
 @dataclass(frozen=True)
@@ -82,10 +108,11 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def csv(self) -> str:
+        """CSV; text cells a spreadsheet would run as a formula get a leading ' (OWASP CSV injection)."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(self.columns)
-        writer.writerows([[self._cell(v) for v in row] for row in self.rows])
+        writer.writerows([[csv_safe(v, self._cell(v)) for v in row] for row in self.rows])
         return out.getvalue()
 
     def html(self) -> str:

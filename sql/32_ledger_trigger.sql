@@ -1,12 +1,24 @@
 -- drop: DROP FUNCTION IF EXISTS kivi_otrs.ledger_trigger() CASCADE
--- Follows kivitendo's order positions: a saved position carrying a ledger marker turns
--- the reservation into "billed"; a deleted position (or order) releases its tickets.
--- Editing a position keeps its tickets billed (the link is the position id, not the text).
--- Never fails kivitendo's statement (errors become a WARNING and a stale sync state).
+-- The ledger follows kivitendo's documents and decides at save time (the database, not the
+-- browser, holds the invariant "a ticket's minutes are in saved billing documents at most once"):
+-- * a sales order position is tied to its ticket by the marker comment the button/bill put in
+--   its long description (only the exact comment form counts: OTRS text is HTML-escaped and
+--   cannot forge it), or, when an editor dropped the marker before the first save, by the
+--   reserved ticket's number in its text (exactly one reservation of that customer and article);
+-- * once saved, the tie is the position id; the text's digest recognises copies;
+-- * saving a COPY (save as new, quotation -> order, a late save after the reservation expired
+--   and a colleague billed the ticket) of a ticket that is already billed elsewhere is refused
+--   with a one-line message kivitendo shows: a second billing document never gets saved;
+-- * a saved ticket position gets recurring_billing_mode 'once' (periodic invoices bill it once,
+--   whatever the order screen posted);
+-- * deleting a position or order releases only tickets that no invoice bills.
+-- Errors other than the refusal never fail kivitendo's statement (WARNING + stale sync state).
 CREATE OR REPLACE FUNCTION kivi_otrs.ledger_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    conflict record;
 BEGIN
     BEGIN
         IF TG_OP = 'DELETE' THEN
@@ -21,27 +33,138 @@ BEGIN
             WHERE l.state = 'released' AND l.released_at = now()
               AND EXISTS (SELECT 1 FROM kivi_otrs.settings
                           WHERE key = 'writeback.enabled' AND lower(value) IN ('1', 'true', 'yes', 'on', 't', 'y'));
+            RETURN NULL;
         END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            UPDATE kivi_otrs.ledger l
-            SET state = 'billed', oe_id = n.trans_id, orderitems_id = n.id, reserved_until = NULL,
-                released_at = NULL, release_reason = NULL
-            FROM kivi_otrs_new n
-            WHERE n.longdescription LIKE '%kivi-otrs:%'
-              -- compared as uuid so the unique index on marker is used (no ledger scan per row)
-              AND l.marker = substring(n.longdescription
-                                       FROM 'kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})')::uuid
-              AND (l.state = 'reserved' OR (l.state = 'released' AND l.orderitems_id IS NOT NULL));
+
+        -- The saved positions of sales orders, with marker and digest.
+        CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_saved (
+            id int, trans_id int, parts_id int, customer_number text, ordnumber text, text text,
+            marker uuid, digest text, invoice_id int) ON COMMIT DROP;
+        DELETE FROM kivi_otrs_saved;
+        INSERT INTO kivi_otrs_saved
+        SELECT n.id, n.trans_id, n.parts_id, btrim(cu.customernumber), oe.ordnumber,
+               coalesce(n.description, '') || ' ' || coalesce(n.longdescription, ''),
+               substring(n.longdescription
+                         FROM '.*<!-- kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) -->')::uuid,
+               kivi_otrs.position_digest(n.description, n.longdescription),
+               n.recurring_billing_invoice_id
+        FROM kivi_otrs_new n
+        JOIN public.oe oe ON oe.id = n.trans_id AND oe.record_type::text = 'sales_order'
+        LEFT JOIN public.customer cu ON cu.id = oe.customer_id;
+        IF NOT FOUND THEN
+            RETURN NULL;
         END IF;
-    EXCEPTION WHEN OTHERS THEN
-        UPDATE kivi_otrs.sync_state
-        SET stale = true, last_error = 'orderitems ' || TG_OP || ': ' || SQLERRM, last_error_at = now();
-        RAISE WARNING 'kivi-otrs: the billing ledger was not updated (%); run kivi-otrs doctor', SQLERRM;
+
+        -- Which ledger entry each saved position is (or would become).
+        CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_match (
+            item_id int, ledger_id bigint, how text) ON COMMIT DROP;
+        DELETE FROM kivi_otrs_match;
+        INSERT INTO kivi_otrs_match
+        SELECT s.id, l.id, 'position' FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l ON l.orderitems_id = s.id
+        WHERE l.state IN ('billed', 'invoiced');
+        INSERT INTO kivi_otrs_match
+        SELECT s.id, l.id, 'marker' FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l ON l.marker = s.marker
+        WHERE s.marker IS NOT NULL AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id);
+        -- Copies whose marker is gone: same text as a position that already bills a ticket.
+        INSERT INTO kivi_otrs_match
+        SELECT DISTINCT ON (s.id) s.id, l.id, 'copy'
+        FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l
+          ON l.position_digest = s.digest AND l.state IN ('billed', 'invoiced') AND l.orderitems_id <> s.id
+         AND l.parts_id = s.parts_id
+        WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id)
+        ORDER BY s.id, l.id;
+        -- Marker lost before the first save: the one reservation of this customer and article
+        -- whose ticket number the text names.
+        INSERT INTO kivi_otrs_match
+        SELECT c.item_id, c.ledger_id, 'ticket number'
+        FROM (SELECT s.id AS item_id, min(l.id) AS ledger_id, count(*) AS n
+              FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l
+                ON l.state = 'reserved' AND l.orderitems_id IS NULL AND l.customer_number = s.customer_number
+               AND l.parts_id = s.parts_id
+               AND s.text ~ ('(^|[^0-9])' || regexp_replace(l.ticket_number, '([^0-9A-Za-z])', '\\\1', 'g') || '([^0-9]|$)')
+              WHERE s.marker IS NULL AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id)
+              GROUP BY s.id) c
+        WHERE c.n = 1
+          AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.ledger_id = c.ledger_id);
+
+        -- Serialise with claims and other saves of the same tickets.
+        PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t.ticket_id, 0))
+        FROM (SELECT DISTINCT l.ticket_id FROM kivi_otrs_match m JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+              ORDER BY 1) t;
+
+        -- Refuse a saved position whose ticket is already billed by another position or invoice
+        -- (a copy), or whose minutes the other live entries of the ticket already cover (billed
+        -- meanwhile by a colleague, or reserved for another order).
+        SELECT s.ordnumber AS here, l.ticket_number,
+               CASE WHEN a.kind = 'copy' THEN l.state ELSE other.state END AS there_state,
+               coalesce(CASE WHEN a.kind = 'copy' THEN (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = l.oe_id)
+                             ELSE other.ordnumber END, '') AS there,
+               other.claimed_by, other.reserved_until
+        INTO conflict
+        FROM kivi_otrs_match m
+        JOIN kivi_otrs_saved s ON s.id = m.item_id
+        JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+        CROSS JOIN LATERAL (SELECT CASE WHEN m.how = 'copy' OR (m.how <> 'position' AND l.state IN ('billed', 'invoiced')
+                                                               AND l.orderitems_id IS DISTINCT FROM s.id)
+                                        THEN 'copy' ELSE 'bind' END AS kind) a
+        LEFT JOIN LATERAL (
+            SELECT o.state, o.claimed_by, o.reserved_until,
+                   (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = o.oe_id) AS ordnumber,
+                   sum(o.minutes) OVER () AS minutes
+            FROM kivi_otrs.ledger o
+            WHERE o.ticket_id = l.ticket_id AND o.id <> l.id
+              AND (o.state IN ('billed', 'invoiced') OR (o.state = 'reserved' AND o.reserved_until > now()))
+              AND o.orderitems_id IS DISTINCT FROM s.id
+            ORDER BY o.state = 'reserved', o.id DESC
+            LIMIT 1) other ON true
+        WHERE a.kind = 'copy'
+           OR (m.how IN ('marker', 'ticket number') AND l.state IN ('reserved', 'released')
+               AND other.minutes + l.minutes > (SELECT max(t.ticket_minutes) FROM kivi_otrs.ledger t
+                                                WHERE t.ticket_id = l.ticket_id))
+        LIMIT 1;
+        IF FOUND THEN
+            IF conflict.there_state = 'reserved' THEN
+                RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
+                    'kivi-otrs: Ticket %s ist bis %s für einen anderen Auftrag reserviert (%s); Position entfernen, dann speichern',
+                    conflict.ticket_number, to_char(conflict.reserved_until, 'DD.MM.YYYY HH24:MI'), conflict.claimed_by);
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
+                'kivi-otrs: Ticket %s ist bereits abgerechnet%s; die Position in Auftrag %s kann nicht gespeichert werden, bitte entfernen',
+                conflict.ticket_number,
+                CASE WHEN conflict.there_state = 'invoiced' THEN ' (Rechnung zu Auftrag ' || conflict.there || ')'
+                     WHEN conflict.there <> '' THEN ' in Auftrag ' || conflict.there ELSE '' END,
+                conflict.here);
+        END IF;
+
+        -- Tie the saved positions to their tickets.
+        UPDATE kivi_otrs.ledger l
+        SET state = CASE WHEN l.state = 'invoiced' THEN 'invoiced' ELSE 'billed' END,
+            oe_id = s.trans_id, orderitems_id = s.id, reserved_until = NULL,
+            released_at = NULL, release_reason = NULL, position_digest = s.digest,
+            bound_by = CASE WHEN m.how = 'position' THEN l.bound_by ELSE m.how END
+        FROM kivi_otrs_match m JOIN kivi_otrs_saved s ON s.id = m.item_id
+        WHERE l.id = m.ledger_id AND m.how <> 'copy';
+        -- A periodic invoice took the position: the ticket is invoiced.
+        UPDATE kivi_otrs.ledger l
+        SET state = 'invoiced', invoice_id = s.invoice_id, invoiced_at = now()
+        FROM kivi_otrs_saved s
+        WHERE l.orderitems_id = s.id AND l.state = 'billed' AND s.invoice_id IS NOT NULL;
+        -- Ticket minutes are one-off: periodic invoices must bill them once.
+        UPDATE public.orderitems oi SET recurring_billing_mode = 'once'
+        FROM kivi_otrs_match m
+        WHERE oi.id = m.item_id AND m.how <> 'copy' AND oi.recurring_billing_mode::text = 'always';
+    EXCEPTION
+        WHEN SQLSTATE 'KO001' THEN
+            RAISE;
+        WHEN OTHERS THEN
+            UPDATE kivi_otrs.sync_state
+            SET stale = true, last_error = 'orderitems ' || TG_OP || ': ' || SQLERRM, last_error_at = now();
+            RAISE WARNING 'kivi-otrs: the billing ledger was not updated (%); run kivi-otrs doctor', SQLERRM;
     END;
     RETURN NULL;
 END
 $fn$;
-COMMENT ON FUNCTION kivi_otrs.ledger_trigger() IS 'Links saved kivitendo positions to ledger reservations and releases deleted ones';
+COMMENT ON FUNCTION kivi_otrs.ledger_trigger() IS 'Ties saved kivitendo sales order positions to their tickets, refuses second billing documents, releases deleted ones';
 
 DROP TRIGGER IF EXISTS kivi_otrs_ledger_insert ON public.orderitems;
 DROP TRIGGER IF EXISTS kivi_otrs_ledger_update ON public.orderitems;

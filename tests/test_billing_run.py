@@ -49,8 +49,8 @@ def test_bill_creates_one_draft_order_per_customer_and_reruns_add_nothing(conn: 
         "SELECT oe.ordnumber, oi.qty, oi.unit, oi.sellprice, oi.recurring_billing_mode::text FROM public.orderitems oi "
         "JOIN public.oe ON oe.id = oi.trans_id WHERE oe.ordnumber = 'OTRS-202610-KIVI-1001' ORDER BY oi.position"
     ).fetchall()
-    assert items == [("OTRS-202610-KIVI-1001", Decimal("2.25000"), "Std", Decimal("95.00000"), "always"),
-                     ("OTRS-202610-KIVI-1001", Decimal("0.50000"), "Std", Decimal("95.00000"), "always")]
+    assert items == [("OTRS-202610-KIVI-1001", Decimal("2.25000"), "Std", Decimal("95.00000"), "once"),
+                     ("OTRS-202610-KIVI-1001", Decimal("0.50000"), "Std", Decimal("95.00000"), "once")]
     assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (4,)
     assert conn.execute("SELECT netamount FROM public.oe WHERE ordnumber = 'OTRS-202610-KIVI-1001'").fetchone() == (
         Decimal("261.25000"),)

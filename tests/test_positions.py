@@ -76,7 +76,7 @@ def test_seed_example_position(conn: psycopg.Connection[Any]) -> None:
     assert pos["description"] == "Systemtechnik Stundensatz"
     assert pos["longdescription"].startswith("Nummer: 281653 Titel: Beamer Erfasste Zeit: 20 min<!-- kivi-otrs:")
     assert pos["qty_as_number"] == "0,33333" and pos["unit"] == "Std"
-    assert "sellprice_as_number" not in pos and "recurring_billing_mode" not in pos
+    assert "sellprice_as_number" not in pos and pos["recurring_billing_mode"] == "once"
     part = conn.execute("SELECT id FROM public.parts WHERE partnumber = 'SYS-STD'").fetchone()
     assert part is not None and pos["parts_id"] == part[0]
 
@@ -238,7 +238,8 @@ def test_periodic_invoice_orders_get_recurring_billing_mode_once(conn: psycopg.C
 
     assert periodic_invoice_run("R-2026-11") == ["Wartungspauschale", "Systemtechnik Stundensatz"]
     assert periodic_invoice_run("R-2026-12") == ["Wartungspauschale"]
-    assert conn.execute("SELECT state FROM kivi_otrs.ledger WHERE ticket_id = 16").fetchall() == [("billed",)]
+    assert conn.execute("SELECT state, invoice_id IS NOT NULL FROM kivi_otrs.ledger WHERE ticket_id = 16").fetchall() == [
+        ("invoiced", True)]
 
 
 def test_untrusted_ticket_titles_are_escaped(conn: psycopg.Connection[Any]) -> None:
@@ -304,15 +305,33 @@ def test_reports_billed_and_reconciliation(conn: psycopg.Connection[Any]) -> Non
     assert [r[1] for r in deleted.rows] == ["31"]
 
 
-def test_doctor_reports_a_ticket_billed_twice(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
-    """An expired reservation saved after the ticket was claimed again shows up as over-billed."""
-    from kivi_otrs import doctor
-
+def test_late_save_after_expiry_is_refused_when_a_colleague_billed_the_ticket(conn: psycopg.Connection[Any]) -> None:
+    """An expired reservation saved after the ticket was billed on another order is refused, naming that order."""
     first_order, second_order = new_order(conn), new_order(conn)
     late = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=first_order))
     conn.execute("UPDATE kivi_otrs.ledger SET reserved_until = now() - interval '1 minute'")
     again = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=second_order))
     save_positions(conn, second_order, again)
-    save_positions(conn, first_order, late)
-    finding = [f for f in doctor.diagnose(migrated_dsn) if f.check == "ledger"]
+    second_number = conn.execute("SELECT ordnumber FROM public.oe WHERE id = %s", (second_order,)).fetchone()
+    with pytest.raises(psycopg.Error, match=f"Ticket 41 ist bereits abgerechnet in Auftrag {second_number[0]}"):
+        with conn.transaction():
+            save_positions(conn, first_order, late)
+    assert conn.execute("SELECT count(*) FROM public.orderitems WHERE trans_id = %s", (first_order,)).fetchone() == (0,)
+    assert conn.execute("SELECT state, oe_id FROM kivi_otrs.ledger WHERE ticket_id = 41 ORDER BY id").fetchall() == [
+        ("reserved", first_order), ("billed", second_order)]
+
+
+def test_doctor_reports_a_ticket_billed_twice(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """Ledger entries billing more minutes than the ticket has (e.g. from before 0.2) show up as over-billed."""
+    from kivi_otrs import doctor
+
+    first_order, second_order = new_order(conn), new_order(conn)
+    first = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=first_order))
+    save_positions(conn, first_order, first)
+    conn.execute("UPDATE kivi_otrs.ledger SET state = 'released'")
+    again = claim(conn, [TicketData(41, "41", "x", Decimal(30))], target=positions.load_target(conn, order_id=second_order))
+    save_positions(conn, second_order, again)
+    conn.execute("UPDATE kivi_otrs.ledger SET state = 'billed'")  # what the old trigger could leave behind
+    finding = [f for f in doctor.diagnose(migrated_dsn) if f.check == "ledger" and "beyond" in f.message]
     assert len(finding) == 1 and finding[0].examples[0].startswith("ticket 41 (KIVI-1001): 60.00 of 30.00 min")
+

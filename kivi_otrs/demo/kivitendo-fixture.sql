@@ -244,6 +244,40 @@ CREATE TABLE public.ar (
 ALTER TABLE public.orderitems ADD CONSTRAINT orderitems_recurring_billing_invoice_id_fkey
     FOREIGN KEY (recurring_billing_invoice_id) REFERENCES public.ar(id) ON DELETE SET NULL;
 
+-- Invoice positions and kivitendo's links between documents and between their positions
+-- (order position -> invoice position when an invoice is posted from an order).
+CREATE SEQUENCE public.invoiceid;
+CREATE TABLE public.invoice (
+    id integer DEFAULT nextval('public.invoiceid'::regclass) NOT NULL PRIMARY KEY,
+    trans_id integer REFERENCES public.ar(id) ON DELETE CASCADE,
+    parts_id integer REFERENCES public.parts(id),
+    description text,
+    longdescription text,
+    qty numeric(25,5),
+    sellprice numeric(15,5),
+    unit character varying(20),
+    position integer NOT NULL
+);
+CREATE TABLE public.delivery_order_items (
+    id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
+    delivery_order_id integer NOT NULL,
+    parts_id integer NOT NULL,
+    description text,
+    longdescription text,
+    qty numeric(25,5),
+    unit character varying(20),
+    position integer NOT NULL
+);
+CREATE SEQUENCE public.record_links_id_seq;
+CREATE TABLE public.record_links (
+    from_table character varying(50) NOT NULL,
+    from_id integer NOT NULL,
+    to_table character varying(50) NOT NULL,
+    to_id integer NOT NULL,
+    itime timestamp without time zone DEFAULT now(),
+    id integer DEFAULT nextval('public.record_links_id_seq'::regclass) NOT NULL PRIMARY KEY
+);
+
 CREATE TABLE public.periodic_invoices_configs (
     id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
     oe_id integer NOT NULL REFERENCES public.oe(id) ON DELETE CASCADE,
