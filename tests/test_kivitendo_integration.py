@@ -1,9 +1,9 @@
-"""The kivitendo side of the order-screen button: template patch, browser JS and Perl controller.
+"""The kivitendo side of the order-screen button: browser JS and Perl controller.
 
-Runs offline without a database. The patch is checked against the copies of the upstream
-kivitendo templates in kivitendo/patches/upstream; the JS runs under node with stubbed jQuery
+Runs offline without a database or kivitendo: the JS runs under node with stubbed jQuery
 and kivitendo functions; the controller runs under perl with stub kivitendo modules against a
-local stand-in for ``kivi-otrs serve``.
+local stand-in for ``kivi-otrs serve``. Installing into a real kivitendo tree is
+tests/test_kivitendo_install.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 KIVI = ROOT / "kivitendo"
-PATCH = KIVI / "patches" / "order-screen-button.patch"
-UPSTREAM = KIVI / "patches" / "upstream"
 CONTROLLER = KIVI / "SL" / "Controller" / "KiviOtrs.pm"
-JS = KIVI / "js" / "kivi.KiviOtrs.js"
-BUTTON_LABEL = "Geschlossene Tickets des Vormonats holen"
-SCRIPT_TAG = '<script type="text/javascript" src="js/kivi.KiviOtrs.js"></script>'
+JS = KIVI / "public" / "js" / "kivi.KiviOtrs.js"
 TEST_TOKEN = "test-token-0123456789abcdef"
 
 # An answer of POST /positions as the endpoint sends it.
@@ -57,69 +53,39 @@ FIXTURE_ANSWER: dict[str, Any] = {
             {"ticket_number": "2026100110000011", "title": "Störung Drucker", "minutes": "30"},
             {"ticket_number": "2026100110000022", "title": "VPN", "minutes": "75"},
         ],
-        "billed": [{"ticket_number": "2026090110000033", "title": "Mail", "minutes": "15", "where": "billed on order A-1"}],
-        "skipped": [{"ticket_number": "2026100110000044", "title": "<b>x</b>", "minutes": "0",
-                     "reason": "no accounted time"}],
+        "billed": [
+            {
+                "ticket_number": "2026090110000033",
+                "title": "Mail",
+                "minutes": "15",
+                "state": "billed",
+                "ordnumber": "A-1",
+                "where": "billed on order A-1",
+            },
+            {
+                "ticket_number": "2026090110000055",
+                "title": "Backup",
+                "minutes": "45",
+                "state": "reserved",
+                "ordnumber": None,
+                "reserved_until": "2026-11-03T13:05:00+00:00",
+                "claimed_by": "bernd",
+                "where": "reserved until 14:05 by bernd for an unsaved order",
+            },
+        ],
+        "skipped": [
+            {
+                "ticket_number": "2026100110000044",
+                "title": "<b>x</b>",
+                "minutes": "0",
+                "reason": "no accounted time",
+                "reason_code": "no_time",
+                "reason_args": {},
+            }
+        ],
     },
-    "message": "2 new positions, 1 already billed, 1 skipped",
+    "message": "2 new positions, 2 already billed or reserved, 1 skipped",
 }
-
-
-# --------------------------------------------------------------------------- patch
-
-
-@dataclass
-class Hunk:
-    old_start: int
-    old_count: int
-    new_start: int
-    new_count: int
-    lines: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FilePatch:
-    old_path: str
-    new_path: str
-    hunks: list[Hunk] = field(default_factory=list)
-
-
-HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-
-
-def parse_unified_diff(text: str) -> list[FilePatch]:
-    """A small strict parser: every hunk body must match its header's line counts."""
-    files: list[FilePatch] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            files.append(FilePatch(line[4:].split("\t")[0], lines[i + 1][4:].split("\t")[0]))
-            i += 2
-            continue
-        match = HUNK_RE.match(line)
-        if match:
-            assert files, "hunk before any file header"
-            old_start, old_count, new_start, new_count = (int(g) if g is not None else 1 for g in match.groups())
-            hunk = Hunk(old_start, old_count, new_start, new_count)
-            i += 1
-            old_seen = new_seen = 0
-            while i < len(lines) and (old_seen < old_count or new_seen < new_count):
-                body = lines[i]
-                tag = body[:1]
-                assert tag in (" ", "-", "+", "\\"), f"unexpected line in hunk: {body!r}"
-                if tag in (" ", "-"):
-                    old_seen += 1
-                if tag in (" ", "+"):
-                    new_seen += 1
-                hunk.lines.append(body)
-                i += 1
-            assert (old_seen, new_seen) == (old_count, new_count), f"hunk {line} has {old_seen}/{new_seen} lines"
-            files[-1].hunks.append(hunk)
-            continue
-        i += 1
-    return files
 
 
 def require(binary: str) -> str:
@@ -127,123 +93,6 @@ def require(binary: str) -> str:
     if path is None:
         pytest.skip(f"{binary} is not installed on this machine")
     return path
-
-
-def run_patch(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    patch = require("patch")
-    with PATCH.open() as stdin:
-        return subprocess.run(
-            [patch, "-p1", "--batch", *args], cwd=workdir, stdin=stdin, capture_output=True, text=True, timeout=60, check=False
-        )
-
-
-@pytest.fixture
-def kivitendo_tree(tmp_path: Path) -> Path:
-    """A kivitendo root holding only the upstream templates the patch touches."""
-    tree = tmp_path / "kivitendo-erp"
-    shutil.copytree(UPSTREAM, tree)
-    return tree
-
-
-def test_patch_hunks_match_their_headers_and_target_upstream_templates() -> None:
-    """Every hunk's line counts match its header; every patched file has an upstream copy."""
-    files = parse_unified_diff(PATCH.read_text())
-    assert [f.new_path for f in files] == [
-        "b/templates/design40_webpages/order/tabs/_item_input.html",
-        "b/templates/webpages/order/tabs/_item_input.html",
-    ]
-    for file_patch in files:
-        assert file_patch.old_path.startswith("a/") and file_patch.new_path.startswith("b/")
-        assert file_patch.old_path[2:] == file_patch.new_path[2:]
-        upstream = UPSTREAM / file_patch.old_path[2:]
-        assert upstream.is_file(), f"no upstream copy for {file_patch.old_path}"
-        original = upstream.read_text().splitlines()
-        assert file_patch.hunks
-        for hunk in file_patch.hunks:
-            expected = [body[1:] for body in hunk.lines if body[:1] in (" ", "-")]
-            start = hunk.old_start - 1
-            assert original[start : start + len(expected)] == expected, "context does not match the upstream template"
-            assert not any(body.startswith("-") for body in hunk.lines), "the patch only adds lines"
-
-
-def test_upstream_templates_are_the_order_screen_add_item_controls() -> None:
-    """The stored upstream copies are kivitendo's item input rows wired to kivi.Order.add_multi_items."""
-    for path in UPSTREAM.rglob("_item_input.html"):
-        text = path.read_text()
-        assert "kivi.Order.add_item()" in text
-        assert "set_multi_items='kivi.Order.add_multi_items'" in text
-        assert "kivi-otrs" not in text
-
-
-def test_patch_applies_cleanly_and_adds_button_and_script(kivitendo_tree: Path) -> None:
-    """patch -p1 --dry-run and the real run apply without fuzz; button and script include land in both designs."""
-    dry = run_patch(kivitendo_tree, "--dry-run")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "fuzz" not in dry.stdout.lower() and "offset" not in dry.stdout.lower(), dry.stdout
-
-    applied = run_patch(kivitendo_tree)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    for rel in ("templates/design40_webpages/order/tabs/_item_input.html", "templates/webpages/order/tabs/_item_input.html"):
-        text = (kivitendo_tree / rel).read_text()
-        assert text.count(BUTTON_LABEL) == 1
-        assert text.count(SCRIPT_TAG) == 1
-        assert "L.button_tag('kivi.KiviOtrs.get_tickets()'" in text
-        assert "id='kivi_otrs_get_tickets'" in text
-        # only on sales orders, and the upstream controls stay untouched
-        assert text.index("[%- IF SELF.type == 'sales_order' %]") < text.index(BUTTON_LABEL)
-        assert "kivi.Order.add_item()" in text
-    design40 = (kivitendo_tree / "templates/design40_webpages/order/tabs/_item_input.html").read_text()
-    assert design40.index("open_multi_items_dialog") < design40.index(BUTTON_LABEL) < design40.index("create_part_table_id")
-
-
-def test_patch_reverses_cleanly_back_to_upstream(kivitendo_tree: Path) -> None:
-    """After applying, -R --dry-run succeeds and reversing restores the upstream files byte for byte."""
-    assert run_patch(kivitendo_tree).returncode == 0
-    reverse_dry = run_patch(kivitendo_tree, "-R", "--dry-run")
-    assert reverse_dry.returncode == 0, reverse_dry.stdout + reverse_dry.stderr
-    assert run_patch(kivitendo_tree, "-R").returncode == 0
-    for upstream in UPSTREAM.rglob("*.html"):
-        assert (kivitendo_tree / upstream.relative_to(UPSTREAM)).read_bytes() == upstream.read_bytes()
-
-
-def test_install_script_checks_with_dry_run_before_patching() -> None:
-    """install.sh runs patch --dry-run before the real patch and copies controller and JS."""
-    script = (KIVI / "install.sh").read_text()
-    dry = script.index("patch -p1 --dry-run --forward")
-    real = script.index('patch -p1 --forward --no-backup-if-mismatch < "$patch_file"')
-    assert dry < real
-    assert "SL/Controller/KiviOtrs.pm" in script and "js/kivi.KiviOtrs.js" in script
-
-
-def test_install_script_installs_and_uninstalls(tmp_path: Path) -> None:
-    """install.sh patches a kivitendo tree and copies the files; --uninstall restores it."""
-    require("patch")
-    sh = require("sh")
-    tree = tmp_path / "kivitendo-erp"
-    shutil.copytree(UPSTREAM, tree)
-    (tree / "SL" / "Controller").mkdir(parents=True)
-    (tree / "SL" / "Controller" / "Order.pm").write_text("package SL::Controller::Order;\n1;\n")
-    (tree / "js").mkdir()
-    (tree / "js" / "kivi.Order.js").write_text("// stub\n")
-
-    done = subprocess.run([sh, str(KIVI / "install.sh"), str(tree)], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert (tree / "SL" / "Controller" / "KiviOtrs.pm").read_bytes() == CONTROLLER.read_bytes()
-    assert (tree / "js" / "kivi.KiviOtrs.js").read_bytes() == JS.read_bytes()
-    assert BUTTON_LABEL in (tree / "templates/webpages/order/tabs/_item_input.html").read_text()
-
-    again = subprocess.run([sh, str(KIVI / "install.sh"), str(tree)], capture_output=True, text=True, timeout=60, check=False)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert (tree / "templates/webpages/order/tabs/_item_input.html").read_text().count(BUTTON_LABEL) == 1
-
-    gone = subprocess.run(
-        [sh, str(KIVI / "install.sh"), "--uninstall", str(tree)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert not (tree / "SL" / "Controller" / "KiviOtrs.pm").exists()
-    assert not (tree / "js" / "kivi.KiviOtrs.js").exists()
-    for upstream in UPSTREAM.rglob("*.html"):
-        assert (tree / upstream.relative_to(UPSTREAM)).read_bytes() == upstream.read_bytes()
 
 
 # --------------------------------------------------------------------------- browser JS
@@ -264,6 +113,7 @@ global.namespace = function(name, body) {
 const $ = function(selector) {
   return {
     val: function() { return values[selector]; },
+    data: function(key) { return (scenario.data[selector] || {})[key]; },
     prop: function(key, value) {
       if (value === undefined) return (props[selector] || {})[key];
       props[selector] = Object.assign(props[selector] || {}, { [key]: value });
@@ -277,6 +127,7 @@ $.map = function(list, fn) {
   list.forEach(function(elt, i) { const r = fn(elt, i); if (r !== null && r !== undefined) out.push(r); });
   return out;
 };
+$.grep = function(list, fn) { return list.filter(function(elt, i) { return fn(elt, i); }); };
 $.ajax = function(options) {
   calls.ajax.push({ url: options.url, method: options.method, data: options.data, dataType: options.dataType });
   calls.disabled_during_request = $('#kivi_otrs_get_tickets').prop('disabled');
@@ -315,6 +166,8 @@ def run_js(
     clicks: int = 1,
     values: dict[str, str] | None = None,
     click_again: bool = False,
+    lang: str = "de",
+    tz: str = "Europe/Berlin",
 ) -> dict[str, Any]:
     node = require("node")
     harness = tmp_path / "harness.js"
@@ -327,9 +180,15 @@ def run_js(
         "values": values
         if values is not None
         else {"#order_customer_id": "9001", "#id": "", "#type": "sales_order", "#order_periodic_invoices_config": ""},
+        "data": {"#kivi_otrs_get_tickets": {"lang": lang}},
     }
     done = subprocess.run(
-        [node, str(harness), str(JS), json.dumps(scenario)], capture_output=True, text=True, timeout=60, check=False
+        [node, str(harness), str(JS), json.dumps(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "TZ": tz},
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
@@ -393,16 +252,62 @@ def test_js_posts_customer_order_and_periodic_flag_to_the_controller(tmp_path: P
 
 
 def test_js_summary_counts_new_billed_and_skipped_with_reasons(tmp_path: Path) -> None:
-    """The flash message says how many tickets are new, billed, skipped, with reasons, and that nothing is saved yet."""
+    """The flash message, in German, says how many tickets are new, billed, reserved, skipped, and that nothing is saved."""
     calls = run_js(tmp_path)
     assert len(calls["flash"]) == 1
     kind, message = calls["flash"][0]
     assert kind == "info"
-    assert "2 Ticket(s) neu" in message and "1 bereits abgerechnet" in message and "1 übersprungen" in message
-    assert "2026090110000033 (billed on order A-1)" in message
-    assert "2026100110000044 (no accounted time)" in message
+    assert "2 Ticket(s) neu, 1 bereits abgerechnet, 1 reserviert, 1 übersprungen." in message
+    assert "Bereits abgerechnet: 2026090110000033 (in Auftrag A-1)." in message
+    assert "2026100110000044 (keine erfasste Zeit)" in message
     assert "speichern" in message and "120 Minuten" in message
     assert "<" not in message
+    for english in ("billed on", "reserved until", "no accounted time", "order A-1"):
+        assert english not in message
+
+
+def test_js_tells_a_reservation_from_a_billed_ticket_in_the_browser_time_zone(tmp_path: Path) -> None:
+    """A reserved ticket reads 'reserviert bis HH:MM (nicht gespeicherter Auftrag von X)', HH:MM in local time."""
+    berlin = run_js(tmp_path)["flash"][0][1]
+    assert "Reserviert: 2026090110000055 (reserviert bis 14:05 (nicht gespeicherter Auftrag von bernd))." in berlin
+    new_york = run_js(tmp_path, tz="America/New_York")["flash"][0][1]
+    assert "reserviert bis 08:05 (nicht gespeicherter Auftrag von bernd)" in new_york
+
+
+def test_js_speaks_english_for_an_english_kivitendo_user(tmp_path: Path) -> None:
+    """With data-lang=en on the button the summary is English throughout."""
+    message = run_js(tmp_path, lang="en")["flash"][0][1]
+    assert "2 ticket(s) new, 1 already billed, 1 reserved, 1 skipped." in message
+    assert "2026090110000033 (in order A-1)" in message
+    assert "reserved until 14:05 (unsaved order of bernd)" in message
+    assert "2026100110000044 (no accounted time)" in message
+    assert "Ticket" not in message and "Auftrag" not in message
+
+
+def test_js_names_the_invoice_of_an_invoiced_ticket(tmp_path: Path) -> None:
+    """A ticket a periodic invoice already took reads 'in Rechnung R-7 (Auftrag A-1)'."""
+    invoiced = {"ticket_number": "77", "state": "invoiced", "ordnumber": "A-1", "invnumber": "R-7"}
+    answer = {"positions": [], "preview": {"new": [], "billed": [invoiced], "skipped": []}}
+    assert "Bereits abgerechnet: 77 (in Rechnung R-7 (Auftrag A-1))." in run_js(tmp_path, answer=answer)["flash"][0][1]
+
+
+def test_js_names_the_reservation_time_the_endpoint_gives(tmp_path: Path) -> None:
+    """reservation_minutes in the answer replaces the default of 120 minutes in the summary."""
+    message = run_js(tmp_path, answer={**FIXTURE_ANSWER, "reservation_minutes": 30})["flash"][0][1]
+    assert "nach 30 Minuten" in message
+
+
+def test_js_falls_back_to_the_endpoint_reason_for_an_unknown_code(tmp_path: Path) -> None:
+    """A skip reason without a known reason_code is shown as the endpoint wrote it."""
+    answer = {
+        "positions": [],
+        "preview": {
+            "new": [],
+            "billed": [],
+            "skipped": [{"ticket_number": "1", "reason": "something new", "reason_code": "brand_new"}],
+        },
+    }
+    assert "1 (something new)" in run_js(tmp_path, answer=answer)["flash"][0][1]
 
 
 def test_js_guards_against_double_clicks(tmp_path: Path) -> None:
@@ -432,11 +337,14 @@ def test_js_without_customer_asks_for_one(tmp_path: Path) -> None:
 
 def test_js_with_no_positions_does_not_call_add_multi_items(tmp_path: Path) -> None:
     """An answer without positions inserts nothing but still reports billed/skipped tickets."""
-    answer = {"positions": [], "preview": {"new": [], "billed": FIXTURE_ANSWER["preview"]["billed"], "skipped": []},
-              "message": ""}
+    answer = {
+        "positions": [],
+        "preview": {"new": [], "billed": FIXTURE_ANSWER["preview"]["billed"], "skipped": []},
+        "message": "",
+    }
     calls = run_js(tmp_path, answer=answer)
     assert calls["add_multi_items"] == []
-    assert "1 bereits abgerechnet" in calls["flash"][0][1]
+    assert "1 bereits abgerechnet, 1 reserviert" in calls["flash"][0][1]
 
 
 # --------------------------------------------------------------------------- Perl controller
@@ -467,8 +375,13 @@ sub new { my ($class, $fields) = @_; return bless { %$fields }, $class }
 sub create_http_response { my ($self, %p) = @_; return "Status: $p{status}\nContent-Type: $p{content_type}\n\n" }
 
 package StubAuth;
-sub new { my ($class, $rights) = @_; return bless { rights => $rights }, $class }
+sub new { my ($class, $rights, $client) = @_; return bless { rights => $rights, client => $client }, $class }
 sub assert { my ($self, $right) = @_; die "access denied: $right\n" unless $self->{rights}{$right}; return 1 }
+sub client { return $_[0]{client} }
+
+package StubRequest;
+sub new { my ($class, $ajax) = @_; return bless { ajax => $ajax }, $class }
+sub is_ajax { return $_[0]{ajax} }
 
 package main;
 no warnings 'once';
@@ -477,10 +390,14 @@ require SL::Controller::KiviOtrs;
 
 my $scenario = JSON::PP->new->decode($ENV{KO_SCENARIO});
 %::lx_office_conf = (kivi_otrs => $scenario->{conf});
-%::myconfig       = (login => 'anna', numberformat => '1.000,00');
+%::myconfig       = (login => 'anna', numberformat => '1.000,00', countrycode => $scenario->{countrycode});
 $::form           = StubForm->new($scenario->{form});
-$::auth           = StubAuth->new($scenario->{rights});
+$::auth           = StubAuth->new($scenario->{rights}, $scenario->{client});
+$::request        = StubRequest->new($scenario->{ajax});
+%SL::DB::Order::ROWS    = %{ $scenario->{orders} };
+%SL::DB::Customer::ROWS = %{ $scenario->{customers} };
 $ENV{REQUEST_METHOD} = $scenario->{method} // 'POST';
+$ENV{$_} = $scenario->{env}{$_} for keys %{ $scenario->{env} };
 
 my @hooks = SL::Controller::Base->before_hooks;
 die "check_auth not registered\n" unless grep { $_ eq 'check_auth' } @hooks;
@@ -538,12 +455,42 @@ def endpoint() -> Iterator[FakeServer]:
         thread.join(timeout=10)
 
 
+STUB_RECORD = """package SL::DB::{name};
+use strict;
+use warnings;
+our %ROWS;
+sub new {{ my ($class, %args) = @_; return bless {{ %args }}, $class }}
+sub load {{ my ($self, %p) = @_; my $row = $ROWS{{$self->{{id}}}} or return undef; return bless {{ %$row }}, ref($self) }}
+sub AUTOLOAD {{ our $AUTOLOAD; my $key = $AUTOLOAD =~ s/.*:://r; return if $key eq 'DESTROY'; return $_[0]{{$key}} }}
+1;
+"""
+
+
 @pytest.fixture
 def perl_lib(tmp_path: Path) -> Path:
     lib = tmp_path / "stub-lib"
     (lib / "SL" / "Controller").mkdir(parents=True)
     (lib / "SL" / "Controller" / "Base.pm").write_text(STUB_BASE)
+    for name in ("Order", "Customer"):
+        (lib / "SL" / "DB").mkdir(exist_ok=True)
+        (lib / "SL" / "DB" / f"{name}.pm").write_text(STUB_RECORD.format(name=name))
     return lib
+
+
+CLIENT = {
+    "id": 2,
+    "name": "Firma A",
+    "dbname": "kivi_firma",
+    "dbhost": "localhost",
+    "dbport": "5432",
+    "dbuser": "kivitendo",
+    "dbpasswd": "secret-db-password",
+}
+ORDERS = {
+    "12": {"id": 12, "ordnumber": "A-12", "record_type": "sales_order", "customer_id": 9001},
+    "13": {"id": 13, "ordnumber": "Q-13", "record_type": "sales_quotation", "customer_id": 9001},
+}
+CUSTOMERS = {"9001": {"id": 9001, "name": "Kunde"}, "9002": {"id": 9002, "name": "Anderer Kunde"}}
 
 
 @dataclass
@@ -561,6 +508,10 @@ def run_controller(
     form: dict[str, str] | None = None,
     rights: dict[str, int] | None = None,
     method: str = "POST",
+    ajax: int = 1,
+    env: dict[str, str] | None = None,
+    countrycode: str = "de",
+    client: dict[str, Any] | None = CLIENT,
 ) -> PerlRun:
     perl = require("perl")
     harness = perl_lib / "harness.pl"
@@ -570,6 +521,12 @@ def run_controller(
         "form": form if form is not None else {"customer_id": "9001", "order_id": "", "periodic": "1"},
         "rights": rights if rights is not None else {"sales_order_edit": 1},
         "method": method,
+        "ajax": ajax,
+        "env": env or {},
+        "countrycode": countrycode,
+        "client": client,
+        "orders": ORDERS,
+        "customers": CUSTOMERS,
     }
     done = subprocess.run(
         [perl, "-I", str(perl_lib), "-I", str(KIVI), str(harness)],
@@ -580,6 +537,7 @@ def run_controller(
     )
     output = done.stdout.decode() + done.stderr.decode()
     assert token not in output, "the token leaked into the output"
+    assert "secret-db-password" not in output
     if done.returncode != 0:
         return PerlRun("", {}, output)
     assert done.stderr == b"", output  # no Perl warnings
@@ -599,7 +557,7 @@ def test_controller_compiles_with_perl_c(perl_lib: Path) -> None:
 
 
 def test_controller_passes_the_endpoint_answer_through(perl_lib: Path, endpoint: FakeServer) -> None:
-    """A 200 answer reaches the browser unchanged; the request carries token, login, numberformat and form values."""
+    """A 200 answer reaches the browser unchanged; the request carries token, login, client, language and form values."""
     run = run_controller(perl_lib, url=endpoint.url)
     assert run.status == "200 OK", run.output
     assert run.body == FIXTURE_ANSWER
@@ -614,6 +572,8 @@ def test_controller_passes_the_endpoint_answer_through(perl_lib: Path, endpoint:
         "number_format": "1.000,00",
         "period": "previous-month",
         "dry_run": False,
+        "language": "de",
+        "client": {"id": 2, "name": "Firma A", "dbname": "kivi_firma", "dbhost": "localhost", "dbport": 5432},
     }
 
 
@@ -689,3 +649,40 @@ def test_controller_never_prints_or_logs_the_token() -> None:
     # the token is used in one place only: the Authorization header
     assert len(re.findall(r"\{secret\}", code)) == 1
     assert re.search(r"'Authorization'\s*=>\s*'Bearer ' \. \$settings->\{secret\}", code)
+
+
+def test_controller_refuses_requests_that_are_not_same_site_ajax(perl_lib: Path, endpoint: FakeServer) -> None:
+    """Without X-Requested-With, or with an Origin of another host, it answers 403 and calls nothing."""
+    plain_post = run_controller(perl_lib, url=endpoint.url, ajax=0)
+    assert plain_post.status.startswith("403 ") and "X-Requested-With" in plain_post.body["error"]
+    foreign = run_controller(perl_lib, url=endpoint.url, env={"HTTP_ORIGIN": "https://evil.example", "HTTP_HOST": "erp.example"})
+    assert foreign.status.startswith("403 ") and "evil.example" in foreign.body["error"]
+    assert endpoint.requests == []
+    same = run_controller(perl_lib, url=endpoint.url, env={"HTTP_ORIGIN": "https://erp.example", "HTTP_HOST": "erp.example"})
+    assert same.status == "200 OK", same.output
+
+
+def test_controller_checks_order_type_customer_and_existence(perl_lib: Path, endpoint: FakeServer) -> None:
+    """A quotation, a missing order, an order whose customer was changed and a missing customer are refused."""
+    quotation = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "9001", "order_id": "13"})
+    assert quotation.status.startswith("400 ") and "Q-13" in quotation.body["error"]
+    missing = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "9001", "order_id": "99"})
+    assert missing.status.startswith("404 ")
+    changed = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "9002", "order_id": "12"})
+    assert changed.status.startswith("409 ") and "speichern" in changed.body["error"]
+    no_customer = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "4711", "order_id": ""})
+    assert no_customer.status.startswith("404 ")
+    assert endpoint.requests == []
+
+
+def test_controller_speaks_the_users_language_and_needs_a_client(perl_lib: Path, endpoint: FakeServer) -> None:
+    """Own messages follow the user's countrycode; without a client in the session nothing is sent."""
+    german = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "", "order_id": ""})
+    assert german.body["error"] == "Bitte zuerst einen Kunden wählen."
+    english = run_controller(perl_lib, url=endpoint.url, form={"customer_id": "", "order_id": ""}, countrycode="en")
+    assert english.body["error"] == "Choose a customer first."
+    run_controller(perl_lib, url=endpoint.url, countrycode="en")
+    assert endpoint.requests[0]["body"]["language"] == "en"
+    no_client = run_controller(perl_lib, url=endpoint.url, client=None)
+    assert no_client.status.startswith("500 ") and "Mandant" in no_client.body["error"]
+    assert len(endpoint.requests) == 1
