@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,22 @@ JOIN public.customer cu ON cu.id = oe.customer_id
 WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type = 'sales_order' AND NOT coalesce(oe.closed, false)
 ORDER BY oe.id LIMIT 1
 """
+MONTH_DRAFT_SQL = """
+SELECT oe.id FROM public.oe oe
+JOIN public.customer cu ON cu.id = oe.customer_id
+WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type::text = 'sales_order' AND NOT coalesce(oe.closed, false)
+  AND EXISTS (SELECT 1 FROM kivi_otrs.ledger l
+              WHERE l.oe_id = oe.id AND l.source = 'bill' AND l.period_start = %(first)s AND l.state = 'billed')
+ORDER BY oe.id DESC LIMIT 1
+"""
+# kivitendo's own numbering of sales orders: the number in defaults.sonumber, incremented with its
+# prefix and zero padding kept, skipping numbers in use, under the defaults row lock (as kivitendo does).
+SONUMBER_SQL = "SELECT sonumber FROM public.defaults FOR UPDATE"
+SONUMBER_IN_USE_SQL = """
+SELECT 1 FROM public.oe WHERE ordnumber = %(n)s AND customer_id IS NOT NULL AND record_type::text NOT LIKE '%%quotation'
+"""
+SONUMBER_SET_SQL = "UPDATE public.defaults SET sonumber = %(n)s"
+OBSOLETE_SQL = "SELECT coalesce(obsolete, false) FROM public.customer WHERE id = %(id)s"
 NEW_ORDER_SQL = """
 INSERT INTO public.oe (ordnumber, transdate, customer_id, taxzone_id, currency_id, record_type,
                        transaction_description, intnotes, amount, netamount)
@@ -87,6 +104,7 @@ class CustomerResult:
     already_billed: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +132,8 @@ class RunSummary:
         for c in self.customers:
             if c.status in ("billed", "dry-run"):
                 lines.append(f"  {c.customer_number:<14} {c.positions:>4} positions -> {c.ordnumber or '(dry run)'}"
-                             + (f", {len(c.skipped)} skipped" if c.skipped else ""))
+                             + (f", {len(c.skipped)} skipped" if c.skipped else "")
+                             + "".join(f"; {n}" for n in c.notes))
             elif c.status == "failed":
                 lines.append(f"  {c.customer_number:<14} FAILED: {c.error}")
         for u in self.unknown_customers:
@@ -128,13 +147,39 @@ def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> list[A
     return list(fetch_closed_tickets(settings, None, period))
 
 
-def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int, run_target: str, ordnumber: str,
+def next_number(current: str | None) -> str:
+    """The number after ``current`` the way kivitendo counts: prefix kept, trailing digits + 1, zero padding kept."""
+    current = current or ""
+    match = re.fullmatch(r"(.*?)(\d+)", current, flags=re.DOTALL)
+    if match is None:
+        return f"{current}1"
+    prefix, digits = match.groups()
+    return f"{prefix}{int(digits) + 1:0{len(digits)}d}"
+
+
+def next_sonumber(conn: psycopg.Connection[Any]) -> str:
+    """Take the next sales order number from kivitendo's number range (defaults.sonumber) and advance it."""
+    row = conn.execute(SONUMBER_SQL).fetchone()
+    if row is None:
+        raise KiviOtrsError("kivitendo's defaults row is missing; open System -> Mandantenkonfiguration once")
+    number = next_number(row[0])
+    while conn.execute(SONUMBER_IN_USE_SQL, {"n": number}).fetchone():
+        number = next_number(number)
+    conn.execute(SONUMBER_SET_SQL, {"n": number})
+    return number
+
+
+def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int, run_target: str, first: Any,
                 period_label: str) -> tuple[positions.Target, bool]:
     if run_target == "periodic-order":
         row = conn.execute(PERIODIC_ORDER_SQL, {"number": number}).fetchone()
         if row:
             return positions.load_target(conn, order_id=row[0]), False
-    row = conn.execute(NEW_ORDER_SQL, {"ordnumber": ordnumber, "customer": customer_db_id,
+    # A later run for the same month adds to the month's open draft instead of a second order.
+    row = conn.execute(MONTH_DRAFT_SQL, {"number": number, "first": first}).fetchone()
+    if row:
+        return positions.load_target(conn, order_id=row[0]), False
+    row = conn.execute(NEW_ORDER_SQL, {"ordnumber": next_sonumber(conn), "customer": customer_db_id,
                                        "description": f"OTRS-Tickets {period_label}",
                                        "notes": "Entwurf aus kivi-otrs bill; beim Speichern rechnet kivitendo die Summen "
                                                 "und Steuern neu"}).fetchone()
@@ -188,7 +233,6 @@ def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: i
                    last: Any, billing: positions.BillingSettings, renderer: Renderer, values: dict[str, Any], user: str,
                    dry_run: bool) -> CustomerResult:
     result = CustomerResult(number, "nothing")
-    ordnumber = f"OTRS-{first:%Y%m}-{number}"
     try:
         with conn.transaction():
             if dry_run:
@@ -197,8 +241,10 @@ def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: i
                                        source="bill", dry_run=True)
                 result.status = "dry-run" if plan.positions else "nothing"
             else:
-                target, created = _target_for(conn, number, customer_db_id, values["billing.run_target"], ordnumber,
+                target, created = _target_for(conn, number, customer_db_id, values["billing.run_target"], first,
                                               f"{first:%Y-%m}")
+                if conn.execute(OBSOLETE_SQL, {"id": customer_db_id}).fetchone() == (True,):
+                    result.notes.append("the customer is marked obsolete in kivitendo")
                 plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
                                        source="bill", periodic=target.periodic or None)
                 if not plan.positions:

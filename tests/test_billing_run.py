@@ -43,16 +43,16 @@ def test_bill_creates_one_draft_order_per_customer_and_reruns_add_nothing(conn: 
     by = {c.customer_number: c for c in summary.customers}
     assert {n: (c.status, c.positions) for n, c in by.items()} == {
         "KD 4711": ("billed", 1), "KIVI-1001": ("billed", 2), "KIVI-1002": ("billed", 1)}
-    assert by["KIVI-1001"].ordnumber == "OTRS-202610-KIVI-1001"
+    assert [by[n].ordnumber for n in ("KD 4711", "KIVI-1001", "KIVI-1002")] == ["AB-1000", "AB-1001", "AB-1002"]
     assert summary.unknown_customers == [{"customer_id": "NOT-IN-KIVI", "tickets": 1, "minutes": "50"}]
     items = conn.execute(
         "SELECT oe.ordnumber, oi.qty, oi.unit, oi.sellprice, oi.recurring_billing_mode::text FROM public.orderitems oi "
-        "JOIN public.oe ON oe.id = oi.trans_id WHERE oe.ordnumber = 'OTRS-202610-KIVI-1001' ORDER BY oi.position"
+        "JOIN public.oe ON oe.id = oi.trans_id WHERE oe.ordnumber = 'AB-1001' ORDER BY oi.position"
     ).fetchall()
-    assert items == [("OTRS-202610-KIVI-1001", Decimal("2.25000"), "Std", Decimal("95.00000"), "once"),
-                     ("OTRS-202610-KIVI-1001", Decimal("0.50000"), "Std", Decimal("95.00000"), "once")]
+    assert items == [("AB-1001", Decimal("2.25000"), "Std", Decimal("95.00000"), "once"),
+                     ("AB-1001", Decimal("0.50000"), "Std", Decimal("95.00000"), "once")]
     assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (4,)
-    assert conn.execute("SELECT netamount FROM public.oe WHERE ordnumber = 'OTRS-202610-KIVI-1001'").fetchone() == (
+    assert conn.execute("SELECT netamount FROM public.oe WHERE ordnumber = 'AB-1001'").fetchone() == (
         Decimal("261.25000"),)
     audit = conn.execute("SELECT actor, action, details->'tickets' FROM kivi_otrs.audit "
                          "WHERE customer_number = 'KIVI-1002'").fetchall()
@@ -60,7 +60,8 @@ def test_bill_creates_one_draft_order_per_customer_and_reruns_add_nothing(conn: 
 
     again = run(migrated_dsn)
     assert {c.status for c in again.customers} == {"nothing"}
-    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'OTRS-%'").fetchone() == (3,)
+    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'AB-%'").fetchone() == (3,)
+    assert conn.execute("SELECT sonumber FROM public.defaults").fetchone() == ("AB-1002",)
 
 
 def test_a_failing_customer_does_not_touch_the_others(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
@@ -94,4 +95,23 @@ def test_dry_run_writes_nothing(conn: psycopg.Connection[Any], migrated_dsn: str
     summary = run(migrated_dsn, dry_run=True)
     assert {c.customer_number: c.status for c in summary.customers}["KIVI-1001"] == "dry-run"
     assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger").fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'OTRS-%'").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM public.oe WHERE ordnumber LIKE 'AB-%'").fetchone() == (0,)
+
+
+def test_a_later_run_for_the_month_adds_to_the_months_open_draft(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """A ticket closed late in the month and billed by a second run lands in the same draft order, no new number."""
+    configure(conn)
+    first = run(migrated_dsn, customers=["KIVI-1001"])
+    late = TicketData(106, "2026103010000066", "Nachzuegler", Decimal(15))
+    second = billing_run.run(migrated_dsn, date_from=OCT_FROM, date_to=OCT_TO, customers=["KIVI-1001"], user="cron",
+                             fetch_all=lambda s, p: [*tickets(), late])
+    assert first.customers[0].ordnumber == second.customers[0].ordnumber
+    assert second.customers[0].positions == 1
+    assert conn.execute("SELECT count(*) FROM public.orderitems oi JOIN public.oe ON oe.id = oi.trans_id "
+                        "WHERE oe.ordnumber = %s", (first.customers[0].ordnumber,)).fetchone() == (3,)
+
+
+def test_sales_order_numbers_continue_kivitendos_number_range() -> None:
+    """Prefix and zero padding kept, as kivitendo counts: AB-0999 -> AB-1000, 0042 -> 0043, X -> X1."""
+    assert [billing_run.next_number(n) for n in ("AB-0999", "0042", "X", "", "2026-9")] == [
+        "AB-1000", "0043", "X1", "1", "2026-10"]

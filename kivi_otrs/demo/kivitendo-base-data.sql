@@ -28,3 +28,6 @@ BEGIN
     END IF;
 END
 $$;
+
+-- kivitendo's single row of number ranges (sales order numbers continue from here).
+INSERT INTO public.defaults (sonumber) VALUES ('AB-0999');

@@ -309,4 +309,10 @@ CREATE TRIGGER mtime_parts BEFORE UPDATE ON public.parts FOR EACH ROW EXECUTE FU
 CREATE TRIGGER mtime_oe BEFORE UPDATE ON public.oe FOR EACH ROW EXECUTE FUNCTION public.set_mtime();
 CREATE TRIGGER mtime_orderitems BEFORE UPDATE ON public.orderitems FOR EACH ROW EXECUTE FUNCTION public.set_mtime();
 
+-- The client's number ranges (kivitendo keeps one row); only the sales order number here.
+CREATE TABLE public.defaults (
+    id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
+    sonumber text
+);
+
 INSERT INTO public.schema_info (tag, login) VALUES ('release_4_1_0', 'admin');
