@@ -122,13 +122,20 @@ def views_install_cmd(dsn: str | None) -> None:
 @DSN_OPTION
 @click.option("--db-user", default="otrs_kivi", show_default=True,
               help="LOGIN role OTRS connects as (member of the read role).")
+@click.option("--password-file", default=otrs_config.DEFAULT_PASSWORD_FILE, show_default=True,
+              help="Absolute path of the file (first line) Znuny reads the role's password from at load time.")
 @click.option("--slot", type=click.IntRange(0, 9), default=1, show_default=True,
               help="Backend number: CustomerUser1/CustomerCompany1 (0 = replace the default backend).")
 @click.option("--cache-ttl", type=click.IntRange(0), default=300, show_default=True, help="OTRS CacheTTL in seconds.")
-def otrs_config_cmd(dsn: str | None, db_user: str, slot: int, cache_ttl: int) -> None:
-    """Print the Kernel/Config.pm blocks for the OTRS customer backends.
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the module here (mode 0640) instead of stdout, e.g. /opt/znuny/Kernel/Config/Files/ZZZKiviOtrs.pm.")
+def otrs_config_cmd(dsn: str | None, db_user: str, password_file: str, slot: int, cache_ttl: int,
+                    output: str | None) -> None:
+    """Generate Kernel/Config/Files/ZZZKiviOtrs.pm, the customer backends Znuny loads as it is.
 
-    Example: kivi-otrs otrs-config --dsn postgresql://kivitendo@db.example/firma --db-user otrs_kivi
+    The module holds no password: Znuny reads it from --password-file whenever it loads its configuration.
+
+    Example: kivi-otrs otrs-config --db-user otrs_kivi -o /opt/znuny/Kernel/Config/Files/ZZZKiviOtrs.pm
     """
     dsn = db.resolve_dsn(dsn)
     with db.connect(dsn) as conn:
@@ -137,7 +144,14 @@ def otrs_config_cmd(dsn: str | None, db_user: str, slot: int, cache_ttl: int) ->
             raise KiviOtrsError("kivi-otrs is not installed in this database; run kivi-otrs migrate first")
         role_row = conn.execute("SELECT value FROM kivi_otrs.install_state WHERE key = 'reader_role'").fetchone()
     role = role_row[0] if role_row else "kivi_otrs_reader"
-    click.echo(otrs_config.render(dsn, db_user=db_user, reader_role=role, slot=slot, cache_ttl=cache_ttl), nl=False)
+    text = otrs_config.render(dsn, db_user=db_user, reader_role=role, slot=slot, cache_ttl=cache_ttl,
+                              password_file=password_file)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    click.echo(otrs_config.write_module(output, text))
+    click.echo(f"Put the password of {db_user} into {password_file} (readable by Znuny's OS user and the web server "
+               "only), restart the web server and run bin/znuny.Console.pl Maint::Cache::Delete.")
 
 
 @cli.command("doctor")

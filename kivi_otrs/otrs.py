@@ -271,6 +271,9 @@ class OtrsClient:
 
     def login(self) -> str:
         """SessionCreate; returns the new session id (kept for the following calls)."""
+        if not self.settings.password:
+            raise ConfigError("no OTRS agent password: set otrs.password (kivi-otrs config set otrs.password "
+                              "--from-env VAR) or the environment variable KIVI_OTRS_OTRS_PASSWORD")
         data = self._attempts("SessionCreate", {"UserLogin": self.settings.user, "Password": self.settings.password},
                               None)
         session_id = data.get("SessionID")
@@ -458,6 +461,29 @@ class OtrsClient:
         if str(data.get("TicketID", "")) != str(ticket_id):
             raise HelpdeskError(f"OTRS answered TicketUpdate of ticket {ticket_id} without confirming the ticket")
 
+    def state_hits(self) -> dict[str, bool]:
+        """Each billable state searched alone (Limit 1): does any ticket the agent can see have it?
+
+        One name unknown to OTRS makes TicketSearch return nothing for the whole list (Znuny
+        looks every name up and gives up on the first miss), so only single searches tell which.
+        """
+        return {state: bool(self.search({"States": [state], "Limit": 1})) for state in self.settings.states}
+
+    def can_write(self, ticket_id: int) -> bool:
+        """TicketUpdate without any change: Znuny checks ``rw`` on the ticket's queue, then changes nothing.
+
+        Znuny 7.1.7's TicketUpdate answers AccessDenied before looking at the data when the agent lacks
+        ``rw``; with neither Ticket, Article nor DynamicField it updates nothing and writes no history.
+        Only a missing ``rw`` leaves an error in OTRS's log.
+        """
+        try:
+            self.call("TicketUpdate", {"TicketID": str(ticket_id)}, ticket_id=ticket_id)
+        except HelpdeskError as exc:
+            if exc.error_code == "TicketUpdate.AccessDenied":
+                return False
+            raise
+        return True
+
     def check(self, writeback_field: str | None = None) -> list[tuple[str, bool, str]]:
         """Connection, credentials and every operation the bridge needs; (what, ok, detail) rows."""
         rows: list[tuple[str, bool, str]] = []
@@ -467,30 +493,51 @@ class OtrsClient:
         except HelpdeskError as exc:
             return [("SessionCreate (POST /Session): connection and agent login", False, str(exc))]
         sample: list[int] = []
+        states = ", ".join(self.settings.states)
         try:
             sample = self.search({"States": list(self.settings.states), "Limit": 1})
-            rows.append(("TicketSearch (POST /TicketSearch)", True,
-                         f"states {', '.join(self.settings.states)}: {'a ticket found' if sample else 'no ticket yet'}"))
+            hits = self.state_hits() if len(self.settings.states) > 1 else {}
+            missing = [state for state, hit in hits.items() if not hit]
+            if not sample and len(missing) < len(hits):
+                rows.append(("TicketSearch (POST /TicketSearch)", False,
+                             f"states {states}: the list finds nothing although {', '.join(sorted(set(hits) - set(missing)))} "
+                             f"alone finds tickets; OTRS knows no state {', '.join(map(repr, missing))} (names are "
+                             "case-sensitive, one unknown name empties the whole search): fix billing.states"))
+            elif missing and sample:
+                rows.append(("TicketSearch (POST /TicketSearch)", True,
+                             f"states {states}: no ticket at all in {', '.join(map(repr, missing))}; if OTRS has such "
+                             "tickets the name is misspelled or wrongly cased"))
+            elif not sample:
+                rows.append(("TicketSearch (POST /TicketSearch)", True,
+                             f"states {states}: no ticket yet (or a state name unknown to OTRS: names are "
+                             "case-sensitive; check billing.states once tickets are closed)"))
+            else:
+                rows.append(("TicketSearch (POST /TicketSearch)", True, f"states {states}: a ticket found"))
         except HelpdeskError as exc:
             rows.append(("TicketSearch (POST /TicketSearch)", False, str(exc)))
         try:
-            if sample:
-                got = self.get(sample)
+            probe = sample or self.search({"Limit": 1})  # any ticket the agent sees: no error in OTRS's log
+            if probe:
+                got = self.get(probe)
                 has_closed = bool(got) and ("Closed" in got[0] or got[0].get("StateType") != "closed")
                 rows.append(("TicketGet (POST /TicketList, Extended)", has_closed,
                              "close time present" if has_closed else "no Closed field: TicketGet lacks Extended=1 support"))
             else:
-                self.get([0])
-                rows.append(("TicketGet (POST /TicketList)", True, "answered"))
+                rows.append(("TicketGet (POST /TicketList)", True, "not checked: the agent sees no ticket at all"))
         except HelpdeskError as exc:
-            ok = exc.error_code == "TicketGet.AccessDenied" and not sample
-            rows.append(("TicketGet (POST /TicketList)", ok, "route answers" if ok else str(exc)))
-        try:
-            self.call("TicketUpdate", {"TicketID": "0"}, ticket_id=0)
-            rows.append(("TicketUpdate (PATCH /Ticket/:TicketID)", True, "answered"))
-        except HelpdeskError as exc:
-            ok = bool(exc.error_code) and str(exc.error_code).startswith("TicketUpdate.")
-            needed = "needed for write-back" if writeback_field else "only needed for write-back"
-            rows.append(("TicketUpdate (PATCH /Ticket/:TicketID)", ok or not writeback_field,
-                         f"route answers ({needed})" if ok else f"{exc} ({needed})"))
+            rows.append(("TicketGet (POST /TicketList)", False, str(exc)))
+        what = "TicketUpdate (PATCH /Ticket/:TicketID)"
+        if not writeback_field:
+            rows.append((what, True, "not checked: only needed for write-back (writeback.enabled is off)"))
+        elif not sample:
+            rows.append((what, True, "not checked yet: no ticket in a billable state to test rw on"))
+        else:
+            try:
+                if self.can_write(sample[0]):
+                    rows.append((what, True, f"rw on ticket {sample[0]} (checked without changing it)"))
+                else:
+                    rows.append((what, False, f"agent {self.settings.user!r} may read but not change ticket {sample[0]} "
+                                              "(TicketUpdate.AccessDenied): write-back needs rw on every billed queue"))
+            except HelpdeskError as exc:
+                rows.append((what, False, f"{exc} (needed for write-back)"))
         return rows

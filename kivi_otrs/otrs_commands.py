@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 from jinja2 import Environment, StrictUndefined
@@ -14,6 +16,9 @@ from .cli_common import DSN_OPTION, parse_day
 from .errors import HelpdeskError
 from .period import resolve_period
 from .resources import resource_dir
+
+if TYPE_CHECKING:
+    from .otrs import OtrsClient
 
 
 def webservice_yaml(settings: config_mod.OtrsSettings | None, field: str) -> str:
@@ -52,10 +57,45 @@ def otrs_webservice_cmd(dsn: str | None) -> None:
     click.echo(webservice_yaml(settings, field), nl=False)
 
 
+@dataclass
+class QueueSeen:
+    """Tickets in billable states in one queue, as the billing agent sees them."""
+
+    queue: str
+    tickets: int
+    sample_id: int
+    writable: bool | None = None
+
+
+def queues_seen(client: OtrsClient, limit: int, probe_rw: bool) -> list[QueueSeen]:
+    """The newest ``limit`` tickets in the billable states grouped by queue (TicketGet gives Queue).
+
+    TicketSearch silently leaves out tickets in queues the agent may not read, so this is what
+    billing will see. With ``probe_rw`` one ticket per queue gets a TicketUpdate without changes.
+    """
+    from .otrs import clean_text
+
+    ids = client.search({"States": list(client.settings.states), "Limit": limit})
+    seen: dict[str, QueueSeen] = {}
+    for start in range(0, len(ids), client.settings.batch_size):
+        for raw in client.get(ids[start:start + client.settings.batch_size], extended=False, dynamic_fields=False):
+            queue = clean_text(raw.get("Queue", ""), 80) or "(no queue)"
+            if queue in seen:
+                seen[queue].tickets += 1
+            else:
+                seen[queue] = QueueSeen(queue, 1, int(str(raw.get("TicketID"))))
+    if probe_rw:
+        for item in seen.values():
+            item.writable = client.can_write(item.sample_id)
+    return sorted(seen.values(), key=lambda q: (-q.tickets, q.queue))
+
+
 @click.command("check-otrs")
 @DSN_OPTION
-def check_otrs_cmd(dsn: str | None) -> None:
-    """Check connection, agent login and every web service operation kivi-otrs needs.
+@click.option("--queue-sample", type=click.IntRange(0, 5000), default=200, show_default=True,
+              help="How many of the newest tickets in billable states to group by queue (0: skip).")
+def check_otrs_cmd(dsn: str | None, queue_sample: int) -> None:
+    """Check connection, agent login, billable states, queues the agent sees and every operation kivi-otrs needs.
 
     Example: kivi-otrs check-otrs --dsn postgresql://kivitendo@localhost/firma
     """
@@ -66,11 +106,28 @@ def check_otrs_cmd(dsn: str | None) -> None:
     started = time.monotonic()
     with OtrsClient(settings, retries=0) as client:
         rows = client.check(field)
+        queues: list[QueueSeen] = []
+        if rows[0][1] and queue_sample:
+            queues = queues_seen(client, queue_sample, probe_rw=field is not None)
         requests_made = client.requests_made
     for what, ok, detail in rows:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}: {db.redact(detail)}")
+    read_only = [q for q in queues if q.writable is False]
+    if queues:
+        click.echo(f"Tickets in billable states by queue, as agent {settings.user} sees them "
+                   f"(newest {queue_sample}):")
+        for q in queues:
+            rw = "" if q.writable is None else "  rw" if q.writable else "  ro only: write-back fails here"
+            click.echo(f"      {q.queue:<40} {q.tickets:>5}{rw}")
+    elif rows[0][1] and queue_sample:
+        click.echo(f"No ticket in a billable state is visible to agent {settings.user}.")
+    if rows[0][1]:
+        click.echo("      TicketSearch leaves out tickets in queues the agent may not read, without any error: if a "
+                   "queue with billable tickets is missing here, give the agent ro on it (rw with write-back).")
+    if read_only:
+        click.echo(f"FAIL  write-back: agent {settings.user} lacks rw on {', '.join(q.queue for q in read_only)}")
     click.echo(f"{requests_made} requests in {time.monotonic() - started:.2f} s")
-    if not all(ok for _, ok, _ in rows):
+    if not all(ok for _, ok, _ in rows) or read_only:
         raise HelpdeskError("the OTRS web service is not ready for kivi-otrs (see FAIL above)")
 
 

@@ -1,0 +1,182 @@
+"""Opt-in tests against a running Znuny (house style 14): what Znuny itself decides, checked on the real thing.
+
+Set ``KIVI_OTRS_ZNUNY_URL`` (e.g. http://127.0.0.1:8090/znuny/), ``KIVI_OTRS_ZNUNY_USER`` and
+``KIVI_OTRS_ZNUNY_PASSWORD`` (an agent with ro on the billed queues; web service
+``KIVI_OTRS_ZNUNY_WEBSERVICE``, default KivitendoBilling). Optional: ``KIVI_OTRS_ZNUNY_RW_USER`` /
+``KIVI_OTRS_ZNUNY_RW_PASSWORD`` (an agent with rw), ``KIVI_OTRS_ZNUNY_TREE`` (the Znuny home, to load
+configuration with Znuny's own Perl) and ``KIVI_OTRS_ZNUNY_KIVI_DSN`` (the kivitendo database with
+kivi-otrs as Znuny's LOGIN role sees it, for customer searches through Znuny's CustomerUser::DB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from kivi_otrs import otrs_config
+from kivi_otrs.config import OtrsSettings
+from kivi_otrs.otrs import OtrsClient
+
+URL = os.environ.get("KIVI_OTRS_ZNUNY_URL", "")
+USER = os.environ.get("KIVI_OTRS_ZNUNY_USER", "")
+PASSWORD = os.environ.get("KIVI_OTRS_ZNUNY_PASSWORD", "")
+TREE = os.environ.get("KIVI_OTRS_ZNUNY_TREE", "")
+KIVI_DSN = os.environ.get("KIVI_OTRS_ZNUNY_KIVI_DSN", "")
+
+pytestmark = pytest.mark.skipif(
+    not (URL and USER and PASSWORD),
+    reason="no real Znuny: set KIVI_OTRS_ZNUNY_URL, KIVI_OTRS_ZNUNY_USER and KIVI_OTRS_ZNUNY_PASSWORD")
+
+
+def settings(user: str = USER, password: str = PASSWORD, **overrides: Any) -> OtrsSettings:
+    values: dict[str, Any] = {"base_url": URL if URL.endswith("/") else URL + "/",
+                              "webservice": os.environ.get("KIVI_OTRS_ZNUNY_WEBSERVICE", "KivitendoBilling"),
+                              "user": user, "password": password, "read_timeout": 60.0}
+    values.update(overrides)
+    return OtrsSettings(**values)
+
+
+def need_tree() -> Path:
+    if not TREE:
+        pytest.skip("set KIVI_OTRS_ZNUNY_TREE to the Znuny home to load configuration with Znuny's own Perl")
+    if shutil.which("perl") is None:
+        pytest.skip("perl is not installed")
+    return Path(TREE)
+
+
+def as_tree_owner(tree: Path) -> list[str]:
+    """Run Znuny's Perl as the OS user owning the tree (cache and log files stay theirs); root only."""
+    owner = tree.stat().st_uid
+    if os.geteuid() != 0 or owner == 0:
+        return []
+    import pwd
+
+    return ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--"]
+
+
+def znuny_perl(tree: Path, script: str, *args: str) -> dict[str, Any]:
+    command = [*as_tree_owner(tree), "perl", "-I", str(tree), "-I", str(tree / "Kernel" / "cpan-lib"), "-e", script, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd="/")
+    assert result.returncode == 0, result.stderr[-2000:]
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_a_wrongly_cased_state_is_named_by_the_states_check() -> None:
+    """Real TicketSearch returns nothing for the whole list when one name is unknown; check names that name."""
+    with OtrsClient(settings(), retries=0) as client:
+        if not client.search({"States": ["closed successful"], "Limit": 1}):
+            pytest.skip("the Znuny has no ticket in 'closed successful' visible to the agent")
+    with OtrsClient(settings(states=("closed successful", "Closed Successful")), retries=0) as client:
+        rows = {what.split(" ")[0]: (ok, detail) for what, ok, detail in client.check(None)}
+    ok, detail = rows["TicketSearch"]
+    assert not ok and "OTRS knows no state 'Closed Successful'" in detail, detail
+
+
+def test_write_permission_probe_tells_ro_from_rw_agents() -> None:
+    """A change-free TicketUpdate: AccessDenied for the ro agent, success for the rw agent, ticket unchanged."""
+    with OtrsClient(settings(), retries=0) as client:
+        ids = client.search({"States": ["closed successful"], "Limit": 1})
+        if not ids:
+            pytest.skip("the Znuny has no ticket in 'closed successful' visible to the agent")
+        before = client.get(ids)[0]
+        ro_can = client.can_write(ids[0])
+    rw_user = os.environ.get("KIVI_OTRS_ZNUNY_RW_USER", "")
+    if rw_user:
+        with OtrsClient(settings(rw_user, os.environ.get("KIVI_OTRS_ZNUNY_RW_PASSWORD", "")), retries=0) as client:
+            assert client.can_write(ids[0]) is True
+            after = client.get(ids)[0]
+        assert after["Changed"] == before["Changed"] and after.get("DynamicField") == before.get("DynamicField")
+    if not os.environ.get("KIVI_OTRS_ZNUNY_USER_HAS_RW"):
+        assert ro_can is False, "set KIVI_OTRS_ZNUNY_USER_HAS_RW=1 if KIVI_OTRS_ZNUNY_USER has rw"
+
+
+LOAD_WITH_ZNUNY = r"""
+use strict; use warnings;
+use JSON::PP;
+use Kernel::Config;
+my $Config = Kernel::Config->new();
+my %Out;
+for my $Key (qw(CustomerUser CustomerUser1 CustomerUser2 CustomerCompany1)) {
+    my $Value = $Config->Get($Key) or next;
+    $Out{$Key} = { Module => $Value->{Module}, Table => $Value->{Params}->{Table},
+                   HasPassword => ($Value->{Params}->{Password} // '') ne '' ? 1 : 0,
+                   CaseSensitive => exists $Value->{Params}->{CaseSensitive} ? 1 : 0 };
+}
+print JSON::PP->new->canonical->encode(\%Out);
+"""
+
+
+def test_installed_module_is_loaded_by_znunys_own_kernel_config() -> None:
+    """Kernel::Config->new (Znuny's loader) picks up Kernel/Config/Files/ZZZKiviOtrs.pm and its backends."""
+    tree = need_tree()
+    if not (tree / otrs_config.module_path()).exists():
+        pytest.skip(f"{tree / otrs_config.module_path()} is not installed (kivi-otrs otrs-config -o ...)")
+    found = znuny_perl(tree, LOAD_WITH_ZNUNY)
+    ours = [value for value in found.values() if value["Table"] == otrs_config.USER_VIEW]
+    assert ours and all(v["HasPassword"] == 1 and v["CaseSensitive"] == 0 for v in ours), found
+    assert found["CustomerUser"]["Module"] == "Kernel::System::CustomerUser::DB"  # Znuny's own backend still there
+
+
+SEARCH_WITH_ZNUNY = r"""
+use strict; use warnings; use utf8;
+use JSON::PP;
+use Kernel::System::ObjectManager;
+my ($File, $Package, @Terms) = @ARGV;
+local $Kernel::OM = Kernel::System::ObjectManager->new();
+my $Config = $Kernel::OM->Get('Kernel::Config');
+require $File;
+$Package->Load($Config);    # what Kernel/Config/Defaults.pm does with every Kernel/Config/Files/*.pm
+my %Out;
+for my $Term (@Terms) {
+    utf8::decode($Term);
+    my %List = $Kernel::OM->Get('Kernel::System::CustomerUser')->CustomerSearch( Search => $Term, Valid => 1 );
+    $Out{$Term} = [ sort keys %List ];
+}
+print JSON::PP->new->canonical->encode(\%Out);
+"""
+
+
+def test_capitalised_search_through_znunys_customer_user_db_finds_contacts() -> None:
+    """Znuny's CustomerUser::DB with the generated backend finds a valid contact by its capitalised name."""
+    tree = need_tree()
+    if not KIVI_DSN:
+        pytest.skip("set KIVI_OTRS_ZNUNY_KIVI_DSN to the kivitendo database as Znuny's LOGIN role reaches it")
+    with psycopg.connect(KIVI_DSN) as conn:
+        row = conn.execute("SELECT login, cp_name FROM kivi_otrs.otrs_customer_contacts WHERE cp_valid_id = 1 "
+                           "AND length(cp_name) >= 4 AND cp_name <> upper(cp_name) ORDER BY login LIMIT 1").fetchone()
+    if row is None:
+        pytest.skip("no valid contact with a mixed-case name in the kivitendo database")
+    login, name = str(row[0]), str(row[1])
+    params = conninfo.conninfo_to_dict(KIVI_DSN)
+    with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:  # pytest's tmp_path is closed to other users
+        found = _search(tree, Path(tmp), params, name, login)
+    capitalised = name[0].upper() + name[1:4].lower()
+    assert login in found[f"{capitalised}*"], found
+    if name.upper().lower() == name.lower():  # ß has no single upper-case letter
+        assert login in found[name.upper()], found
+
+
+def _search(tree: Path, tmp_path: Path, params: dict[str, Any], name: str, login: str) -> dict[str, Any]:
+    secret = tmp_path / "pw"
+    secret.write_text(f"{params.get('password', '')}\n", encoding="utf-8")
+    module = "ZZZKiviOtrsRealTest"
+    path = tmp_path / f"{module}.pm"
+    path.write_text(otrs_config.render(KIVI_DSN, str(params.get("user", "")), "kivi_otrs_reader", slot=9, cache_ttl=0,
+                                       password_file=str(secret), module=module), encoding="utf-8")
+    if as_tree_owner(tree):
+        owner = tree.stat()
+        for item in (tmp_path, secret, path):
+            os.chown(item, owner.st_uid, owner.st_gid)
+    capitalised = name[0].upper() + name[1:4].lower()
+    return znuny_perl(tree, SEARCH_WITH_ZNUNY, str(path), f"Kernel::Config::Files::{module}", f"{capitalised}*",
+                      name.upper())
