@@ -25,11 +25,12 @@ import psycopg
 
 from . import config, db, positions
 from .errors import KiviOtrsError
-from .otrs import fetch_closed_tickets
+from .otrs import TicketResult, fetch_closed
 from .period import Period, resolve_period
 from .render import Renderer
 
-AllTicketsFetcher = Callable[[config.OtrsSettings, Period], list[Any]]
+AllTicketsFetcher = Callable[[config.OtrsSettings, Period], "list[Any] | TicketResult"]
+WRITEBACK_PENDING_SQL = "SELECT count(*) FROM kivi_otrs.writeback WHERE state = 'pending'"
 
 CUSTOMERS_SQL = """
 SELECT DISTINCT ON (btrim(customernumber)) btrim(customernumber), id
@@ -115,6 +116,10 @@ class RunSummary:
     customers: list[CustomerResult] = field(default_factory=list)
     unknown_customers: list[dict[str, Any]] = field(default_factory=list)
     writeback: dict[str, int] = field(default_factory=dict)
+    skipped_tickets: list[dict[str, Any]] = field(default_factory=list)
+    writeback_pending: int = 0
+    writeback_error: str | None = None
+    aborted: str | None = None
 
     @property
     def failed(self) -> list[CustomerResult]:
@@ -139,12 +144,24 @@ class RunSummary:
         for u in self.unknown_customers:
             lines.append(f"  unknown CustomerID {u['customer_id']!r}: {u['tickets']} tickets, {u['minutes']} min "
                          "(not a kivitendo customer number)")
+        for c in self.customers:
+            for s in c.skipped:
+                lines.append(f"  {c.customer_number:<14} ticket {s.get('ticket_number') or s.get('ticket_id')} "
+                             f"not billed: {s['reason']}")
+        for s in self.skipped_tickets:
+            lines.append(f"  ticket {s.get('ticket_number') or s.get('ticket_id')} not billed: {s['reason']}")
+        if self.writeback_pending:
+            lines.append(f"  write-back: {self.writeback_pending} ticket update(s) queued for OTRS"
+                         + (f" ({self.writeback_error})" if self.writeback_error else "")
+                         + "; run kivi-otrs writeback when OTRS is reachable")
+        if self.aborted:
+            lines.append(f"  STOPPED: {self.aborted}")
         return "\n".join(lines) + "\n"
 
 
-def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> list[Any]:
-    """Every customer's billable closed tickets of the period in one batched fetch."""
-    return list(fetch_closed_tickets(settings, None, period))
+def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> TicketResult:
+    """Every customer's billable closed tickets of the period in one batched fetch, and those left out."""
+    return fetch_closed(settings, None, period)
 
 
 def next_number(current: str | None) -> str:
@@ -201,12 +218,15 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         period = resolve_period(period_spec or values["billing.period"], values["site.timezone"],
                                 date_from=date_from, date_to=date_to)
         first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
-        tickets = fetch_all(otrs_settings, period)
+        fetched = fetch_all(otrs_settings, period)
+        tickets, otrs_skipped = ((fetched.tickets, fetched.skipped) if isinstance(fetched, TicketResult)
+                                 else (fetched, []))
         groups: dict[str, list[Any]] = defaultdict(list)
         for t in tickets:
             if customers is None or t.customer_id in customers:
                 groups[t.customer_id].append(t)
-        summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()))
+        summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()),
+                             skipped_tickets=list(otrs_skipped))
         known = dict(conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall())
         conn.commit()
         billable = sum(1 for n in groups if n in known)
@@ -220,12 +240,24 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
             if progress:
                 done += 1
                 progress(number, done, billable)
-            summary.customers.append(_bill_customer(conn, number, known[number], groups[number], first, last, billing,
-                                                    renderer, values, user, dry_run))
+            result = _bill_customer(conn, number, known[number], groups[number], first, last, billing, renderer,
+                                    values, user, dry_run)
+            summary.customers.append(result)
+            if conn.closed or conn.broken:
+                result.error = "lost the database connection"
+                billed = sum(1 for c in summary.customers if c.status == "billed")
+                summary.aborted = (f"lost the database connection after {len(summary.customers) - 1} customer(s) "
+                                   f"({billed} billed); run kivi-otrs bill again: it bills only what is missing")
+                return summary
         if values.get("writeback.enabled") and not dry_run:
             from .writeback import process
 
-            summary.writeback = process(conn, otrs_settings, values["writeback.field"])
+            try:
+                summary.writeback = process(conn, otrs_settings, values["writeback.field"])
+            except KiviOtrsError as exc:
+                summary.writeback_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            summary.writeback_pending = int(conn.execute(WRITEBACK_PENDING_SQL).fetchone()[0])  # type: ignore[index]
+            conn.commit()
     return summary
 
 
@@ -273,6 +305,8 @@ def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: i
     except (KiviOtrsError, psycopg.Error) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result.status, result.error = "failed", db.redact(text)
+    except (ArithmeticError, ValueError, TypeError, KeyError) as exc:  # one bad ticket or value: this customer only
+        result.status, result.error = "failed", db.redact(f"unexpected data ({type(exc).__name__}: {exc})"[:300])
     return result
 
 

@@ -61,6 +61,8 @@ ROUTES: dict[str, tuple[str, str]] = {
 # Characters OTRS's search-expression parser (Kernel::System::DB::QueryCondition) treats as operators.
 PARSER_OPERATORS = re.compile(r"[\s+\-*!&|()%_\"']+")
 MINUTES_PER_UNIT = {"minutes": Decimal(1), "hours": Decimal(60)}
+MAX_TIME_UNITS = Decimal(100000)  # beyond this an accounted time is a typo (1e9, 1e30), not work to bill
+CREATE_TIME_FLOOR = datetime(1970, 1, 1, 0, 0, 1)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -122,9 +124,20 @@ def _decimal(value: object) -> Decimal:
         return Decimal("NaN")
 
 
+def _text(value: object) -> str:
+    """Helpdesk text as PostgreSQL can store it (no NUL characters)."""
+    return str(value).replace("\x00", "")
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def fetch_closed(settings: OtrsSettings, customer_number: str | None, period: Period) -> TicketResult:
+    """Billable closed tickets and the tickets left out with their reason, of one customer or of all."""
+    with OtrsClient(settings) as client:
+        return client.closed_tickets(customer_number, period)
 
 
 def fetch_closed_tickets(settings: OtrsSettings, customer_number: str | None, period: Period) -> list[Ticket]:
@@ -357,26 +370,40 @@ class OtrsClient:
         return found
 
     def search_period(self, criteria: dict[str, Any], start: datetime, last: datetime) -> tuple[list[int], int]:
-        """Ids of tickets closed in [start, last] (OTRS time zone, inclusive), splitting at the search limit."""
+        """Ids of tickets closed in [start, last] (OTRS time zone, inclusive), splitting at the search limit.
+
+        A window that still hits the limit is halved; a single second that does (a bulk close) is split
+        further by the tickets' create time, so no admin has to raise ``otrs.search_limit``.
+        """
         limit = self.settings.search_limit
         ids: set[int] = set()
         searches = 0
-        parts = [(start, last)]
+        parts: list[tuple[str, datetime, datetime, datetime, datetime]] = [("close", start, last, start, last)]
         while parts:
-            low, high = parts.pop()
-            found = self.search({**criteria, "TicketCloseTimeNewerDate": low.strftime(OTRS_FORMAT),
-                                 "TicketCloseTimeOlderDate": high.strftime(OTRS_FORMAT), "Limit": limit})
+            kind, low, high, close_low, close_high = parts.pop()
+            window = {"TicketCloseTimeNewerDate": close_low.strftime(OTRS_FORMAT),
+                      "TicketCloseTimeOlderDate": close_high.strftime(OTRS_FORMAT), "Limit": limit}
+            if kind == "create":
+                window.update({"TicketCreateTimeNewerDate": low.strftime(OTRS_FORMAT),
+                               "TicketCreateTimeOlderDate": high.strftime(OTRS_FORMAT)})
+            found = self.search({**criteria, **window})
             searches += 1
             if len(found) < limit:
                 ids.update(found)
                 continue
             if high <= low:
-                raise HelpdeskError(f"more than {limit} tickets closed within one second ({low:%Y-%m-%d %H:%M:%S}); "
-                                    "raise otrs.search_limit")
-            middle = low + (high - low) / 2
-            middle = middle.replace(microsecond=0)
-            parts.append((low, middle))
-            parts.append((middle + timedelta(seconds=1), high))
+                if kind == "close":  # one second of closes: split it by create time
+                    parts.append(("create", CREATE_TIME_FLOOR, high, low, high))
+                    continue
+                raise HelpdeskError(f"more than {limit} tickets created and closed within the same second "
+                                    f"({low:%Y-%m-%d %H:%M:%S}); raise otrs.search_limit")
+            middle = (low + (high - low) / 2).replace(microsecond=0)
+            if kind == "close":
+                parts.append(("close", low, middle, low, middle))
+                parts.append(("close", middle + timedelta(seconds=1), high, middle + timedelta(seconds=1), high))
+            else:
+                parts.append(("create", low, middle, close_low, close_high))
+                parts.append(("create", middle + timedelta(seconds=1), high, close_low, close_high))
         return sorted(ids), searches
 
     def closed_tickets(self, customer_number: str | None, period: Period) -> TicketResult:
@@ -425,8 +452,15 @@ class OtrsClient:
         except (KeyError, ValueError):
             return None, "OTRS sent a ticket without a usable TicketID"
         units = _decimal(raw.get("TimeUnit"))
-        if not units.is_finite() or units < 0:
+        if not units.is_finite():
             return None, f"accounted time {clean_text(raw.get('TimeUnit'), 20)!r} is not a number"
+        if units < 0:
+            return None, f"accounted time {clean_text(raw.get('TimeUnit'), 20)} is negative; correct it in OTRS"
+        if units > MAX_TIME_UNITS:
+            return None, (f"accounted time {clean_text(raw.get('TimeUnit'), 20)} is implausible (more than "
+                          f"{MAX_TIME_UNITS} units); correct it in OTRS")
+        if not str(raw.get("CustomerID") or "").strip():
+            return None, "ticket has no CustomerID; assign the customer in OTRS"
         closed = None
         closed_raw = raw.get("Closed")
         if closed_raw:
@@ -445,7 +479,7 @@ class OtrsClient:
         if minutes == minutes.to_integral():
             minutes = minutes.quantize(Decimal(1))
         return Ticket(
-            ticket_id=ticket_id, number=str(raw.get("TicketNumber", "")), title=str(raw.get("Title", "")),
+            ticket_id=ticket_id, number=_text(raw.get("TicketNumber", "")), title=_text(raw.get("Title", "")),
             state=str(raw.get("State", "")), state_type=str(raw.get("StateType", "")), queue=str(raw.get("Queue", "")),
             service=str(raw.get("Service") or ""), type=str(raw.get("Type") or ""),
             customer_id=str(raw.get("CustomerID") or ""), customer_user=str(raw.get("CustomerUserID") or ""),

@@ -250,7 +250,8 @@ class OtrsDouble:
             return [str(v) for v in raw] if isinstance(raw, list) else [str(raw)]
 
         bounds = {}
-        for key in ("TicketCloseTimeNewerDate", "TicketCloseTimeOlderDate"):
+        for key in ("TicketCloseTimeNewerDate", "TicketCloseTimeOlderDate", "TicketCreateTimeNewerDate",
+                    "TicketCreateTimeOlderDate"):
             if key in data:
                 if not DATE_RE.match(str(data[key])):
                     return {}
@@ -264,6 +265,7 @@ class OtrsDouble:
         df_filters = {k[len("DynamicField_"):]: v for k, v in data.items()
                       if k.startswith("DynamicField_") and k[len("DynamicField_"):] in self.dynamic_field_names}
         newer, older = bounds.get("TicketCloseTimeNewerDate"), bounds.get("TicketCloseTimeOlderDate")
+        created_newer, created_older = bounds.get("TicketCreateTimeNewerDate"), bounds.get("TicketCreateTimeOlderDate")
         matchers = [customer_matcher(c) for c in customers]
         hits = []
         with self._lock:
@@ -283,6 +285,8 @@ class OtrsDouble:
                 continue
             if (newer or older) and not any((newer is None or c >= newer) and (older is None or c <= older)
                                             for c in t.close_times):
+                continue
+            if (created_newer and t.created < created_newer) or (created_older and t.created > created_older):
                 continue
             if not all(_df_match(t.dynamic_fields.get(name, ""), rule) for name, rule in df_filters.items()):
                 continue

@@ -115,3 +115,38 @@ def test_sales_order_numbers_continue_kivitendos_number_range() -> None:
     """Prefix and zero padding kept, as kivitendo counts: AB-0999 -> AB-1000, 0042 -> 0043, X -> X1."""
     assert [billing_run.next_number(n) for n in ("AB-0999", "0042", "X", "", "2026-9")] == [
         "AB-1000", "0043", "X1", "1", "2026-10"]
+
+
+def test_tickets_otrs_sent_but_not_billable_are_listed_with_their_reason(conn: psycopg.Connection[Any],
+                                                                         migrated_dsn: str) -> None:
+    """What the OTRS fetch left out (bad time, no CustomerID) shows in the run summary with its reason."""
+    from kivi_otrs.otrs import TicketResult
+
+    configure(conn)
+    fetched = TicketResult(tickets=tickets()[:1], skipped=[{"ticket_id": 9, "ticket_number": "2026100910000099",
+                                                             "title": "x", "reason": "accounted time -5 is negative"}])
+    summary = billing_run.run(migrated_dsn, date_from=OCT_FROM, date_to=OCT_TO, fetch_all=lambda s, p: fetched,
+                              user="cron")
+    assert "ticket 2026100910000099 not billed: accounted time -5 is negative" in summary.text()
+
+
+def test_one_customers_bad_data_fails_only_that_customer(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """A ticket whose minutes overflow the ledger fails its customer with one line; the others are billed."""
+    configure(conn)
+    bad = TicketData(107, "2026101010000077", "Riesig", Decimal("1e13"), customer_id="KIVI-1002")
+    summary = billing_run.run(migrated_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron",
+                              fetch_all=lambda s, p: [*tickets()[:2], bad])
+    by = {c.customer_number: c for c in summary.customers}
+    assert by["KIVI-1001"].status == "billed" and by["KIVI-1002"].status == "failed"
+    assert by["KIVI-1002"].error and "\n" not in by["KIVI-1002"].error
+
+
+def test_write_back_queued_while_otrs_is_down_is_named_in_the_summary(conn: psycopg.Connection[Any],
+                                                                      migrated_dsn: str) -> None:
+    """With write-back on and OTRS unreachable, bill says how many updates wait (the CLI then exits 10)."""
+    configure(conn, **{"writeback.enabled": "true", "otrs.base_url": "http://127.0.0.1:9/otrs/",
+                       "otrs.connect_timeout": "0.2"})
+    summary = run(migrated_dsn, customers=["KIVI-1001"])
+    assert summary.writeback_pending == 2
+    assert "write-back: 2 ticket update(s) queued for OTRS" in summary.text()
+    assert summary.customers[0].status == "billed"

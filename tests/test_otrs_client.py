@@ -236,3 +236,40 @@ def test_every_client_route_is_in_the_webservice_yaml_and_answered_by_the_double
         answer = requests.request(method, f"{otrs.base_url}nph-genericinterface.pl/Webservice/{otrs.webservice}"
                                   + route.format(ticket_id=1), json={}, timeout=5)
         assert answer.status_code == 200
+
+
+def test_bulk_close_beyond_the_search_limit_is_split_by_create_time(otrs: OtrsDouble) -> None:
+    """23 tickets closed in the same second with a search limit of 5: all found, no admin help needed."""
+    for i in range(23):
+        otrs.add_ticket(300 + i, f"Bulk {i}", "KIVI-1001", 10, october(12, 9))
+        otrs.tickets[300 + i].created = datetime(2026, 9, 1, tzinfo=UTC) + timedelta(hours=i)
+    with client(otrs, search_limit=5, batch_size=50) as c:
+        result = c.closed_tickets("KIVI-1001", OCTOBER)
+    assert sorted(t.ticket_id for t in result.tickets) == list(range(300, 323))
+
+
+@pytest.mark.parametrize(("time_unit", "customer", "reason"), [
+    ("-5", "KIVI-1001", "accounted time -5 is negative; correct it in OTRS"),
+    ("1e30", "KIVI-1001", "accounted time 1e30 is implausible (more than 100000 units); correct it in OTRS"),
+    ("zwanzig", "KIVI-1001", "accounted time 'zwanzig' is not a number"),
+    ("20", "", "ticket has no CustomerID; assign the customer in OTRS"),
+])
+def test_tickets_with_unusable_data_are_listed_with_their_reason(otrs: OtrsDouble, time_unit: str, customer: str,
+                                                                   reason: str) -> None:
+    """Bad accounted time or a missing CustomerID: the ticket is skipped with a reason, the others still come."""
+    otrs.add_ticket(401, "Gut", "KIVI-1001", 20, october(3))
+    otrs.add_ticket(402, "Kaputt", customer or "KIVI-1001", 20, october(4))
+    otrs.tickets[402].time_unit = time_unit  # type: ignore[assignment]
+    otrs.tickets[402].customer_id = customer
+    with client(otrs) as c:
+        result = c.closed_tickets(None, OCTOBER)
+    assert [t.ticket_id for t in result.tickets] == [401]
+    assert [(str(s["ticket_id"]), s["reason"]) for s in result.skipped] == [("402", reason)]
+
+
+def test_nul_characters_in_titles_are_dropped(otrs: OtrsDouble) -> None:
+    """A title with a NUL byte (PostgreSQL cannot store it) is cleaned instead of blocking the customer."""
+    otrs.add_ticket(501, "Null\x00Byte", "KIVI-1001", 20, october(3))
+    with client(otrs) as c:
+        [ticket] = c.closed_tickets("KIVI-1001", OCTOBER).tickets
+    assert ticket.title == "NullByte"
