@@ -356,7 +356,7 @@ def template_group() -> None:
 @template_group.command("show")
 @DSN_OPTION
 @click.argument("name", type=click.Choice(["description", "longdescription"]))
-@click.option("--language", default="de", show_default=True)
+@click.option("--language", type=click.Choice(config_mod.template_languages()), default="de", show_default=True)
 def template_show_cmd(dsn: str | None, name: str, language: str) -> None:
     """Print the template in use (the override, else the shipped one).
 
@@ -379,16 +379,16 @@ def template_show_cmd(dsn: str | None, name: str, language: str) -> None:
 @template_group.command("set")
 @DSN_OPTION
 @click.argument("name", type=click.Choice(["description", "longdescription"]))
-@click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option("--language", default="de", show_default=True)
+@click.argument("file", type=click.File("rb"))
+@click.option("--language", type=click.Choice(config_mod.template_languages()), default="de", show_default=True)
 def template_set_cmd(dsn: str | None, name: str, file: Any, language: str) -> None:
-    """Store an override after checking it compiles and renders sample data.
+    """Store an override after checking it compiles, stays within size and time limits and renders sample data.
 
     Example: kivi-otrs template set description beschreibung.j2 --language de
     """
-    from .render import validate_template
+    from .render import decode_template, validate_template
 
-    body = file.read()
+    body = decode_template(file.read(), file.name)
     validate_template(name, language, body)
     with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
         conn.execute("INSERT INTO kivi_otrs.template (name, language, body) VALUES (%s, %s, %s) "
