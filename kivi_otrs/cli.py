@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,6 +33,23 @@ def cli(secrets_file: str | None) -> None:
     config_mod.use_secrets_file(secrets_file)
 
 
+class _EchoHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+@contextmanager
+def _notes_to_stderr(logger_name: str) -> Iterator[None]:
+    """Show what a step repaired on its own (a stale lock, a re-created flag) as lines on stderr."""
+    logger = logging.getLogger(logger_name)
+    handler = _EchoHandler(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 @cli.command("migrate")
 @DSN_OPTION
 @click.option("--reader-role", default="kivi_otrs_reader", show_default=True,
@@ -42,7 +62,8 @@ def migrate_cmd(dsn: str | None, reader_role: str, flag_default: bool) -> None:
     Example: kivi-otrs migrate --dsn postgresql://kivitendo@localhost/firma --flag-default
     """
     dsn = db.resolve_dsn(dsn)
-    applied = migrate.migrate(dsn, migrate.InstallOptions(reader_role=reader_role, flag_default=flag_default))
+    with _notes_to_stderr("kivi_otrs.migrate"):
+        applied = migrate.migrate(dsn, migrate.InstallOptions(reader_role=reader_role, flag_default=flag_default))
     if applied:
         click.echo(f"Applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -263,8 +284,9 @@ def break_lock_cmd(dsn: str | None) -> None:
 
     Example: kivi-otrs break-lock --dsn postgresql://kivitendo@localhost/firma
     """
-    migrate.break_lock(db.resolve_dsn(dsn))
-    click.echo("Lock removed.")
+    removed = migrate.break_lock(db.resolve_dsn(dsn))
+    click.echo(f"Removed the migration lock of process {', '.join(map(str, removed))}." if removed
+               else "No migration lock was set.")
 
 
 @cli.command("positions")

@@ -6,11 +6,15 @@ Two kinds of SQL (house style 1):
 * repeatable objects in ``sql/`` (functions, views, triggers, grants), re-applied on
   every ``migrate`` in one transaction together with a full refresh of the mirror.
 
-A session advisory lock keeps two kivi-otrs processes from installing at once.
+A session advisory lock keeps two kivi-otrs processes from installing at once. It
+dies with its connection, so it also tells whether a row in yoyo's lock table is
+stale: while we hold the advisory lock no other kivi-otrs process can be inside
+yoyo, and a row left by a killed ``migrate`` is removed instead of waited for.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +45,35 @@ WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
   AND l.objid = (hashtextextended(%(key)s, 0) & 4294967295)::bigint::oid
 LIMIT 1
 """
+
+STALE_YOYO_LOCK_SQL = "DELETE FROM kivi_otrs.yoyo_lock RETURNING pid, ctime"
+FLAG_STATE_SQL = """
+SELECT (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id'),
+       EXISTS (SELECT 1 FROM public.custom_variable_configs c
+               WHERE c.id = (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id')
+                 AND c.module = 'Contacts' AND c.type = 'bool')
+"""
+FLAG_ADOPT_SQL = """
+SELECT id FROM public.custom_variable_configs
+WHERE module = 'Contacts' AND name = 'otrs_may_report_tickets' AND type = 'bool'
+ORDER BY id LIMIT 1
+"""
+FLAG_CREATE_SQL = """
+INSERT INTO public.custom_variable_configs
+    (name, description, type, module, default_value, options, searchable, includeable,
+     included_by_default, sortkey, flags, first_tab)
+VALUES ('otrs_may_report_tickets', 'Darf Tickets melden (OTRS)', 'bool', 'Contacts', %(default)s, NULL,
+        true, true, false,
+        (SELECT coalesce(max(sortkey), 0) + 1 FROM public.custom_variable_configs WHERE module = 'Contacts'),
+        '', false)
+RETURNING id
+"""
+FLAG_RECORD_SQL = """
+INSERT INTO kivi_otrs.install_state (key, value) VALUES ('flag_config_id', %(id)s), ('flag_config_created', %(created)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+"""
+
+log = logging.getLogger("kivi_otrs.migrate")
 
 
 @dataclass(frozen=True)
@@ -101,6 +134,42 @@ def install_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
+def clear_stale_yoyo_lock(lock_conn: psycopg.Connection[Any], announce: bool = True) -> list[int]:
+    """With the advisory lock held, remove yoyo's lock row of a killed process; returns the pids removed."""
+    if not lock_conn.execute("SELECT to_regclass('kivi_otrs.yoyo_lock')").fetchone()[0]:  # type: ignore[index]
+        return []
+    removed = [int(row[0]) for row in lock_conn.execute(STALE_YOYO_LOCK_SQL).fetchall()]
+    for pid in removed if announce else []:
+        log.warning("kivi-otrs: removed the migration lock of process %s, which is no longer running", pid)
+    return removed
+
+
+def _lock_timeout(exc: LockTimeout) -> LockedError:
+    holder = re.search(r"Process (\d+)", str(exc))
+    who = f" by process {holder.group(1)}" if holder else ""
+    return LockedError(f"the migration table is locked{who}; if no kivi-otrs process is running, "
+                       "run kivi-otrs break-lock")
+
+
+def ensure_flag(conn: psycopg.Connection[Any], options: InstallOptions) -> str | None:
+    """Re-create (or adopt) the flag's custom variable definition if an admin deleted it; says what it did."""
+    row = conn.execute(FLAG_STATE_SQL).fetchone()
+    if row is None or row[0] is None or row[1]:
+        return None
+    adopted = conn.execute(FLAG_ADOPT_SQL).fetchone()
+    if adopted:
+        new_id, created, what = adopted[0], "false", "adopted the existing one"
+    else:
+        default = "1" if options.flag_default else "0"
+        new_id = conn.execute(FLAG_CREATE_SQL, {"default": default}).fetchone()[0]  # type: ignore[index]
+        created, what = "true", f"re-created it (default {'ticked' if default == '1' else 'unticked'})"
+    conn.execute(FLAG_RECORD_SQL, {"id": str(new_id), "created": created})
+    message = (f"the custom variable otrs_may_report_tickets (id {row[0]}) was deleted in kivitendo; {what} as id "
+               f"{new_id}; contacts need the flag ticked again to report tickets")
+    log.warning("kivi-otrs: %s", message)
+    return message
+
+
 def _schema_exists(conn: psycopg.Connection[Any]) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": SCHEMA}).fetchone() is not None
 
@@ -155,6 +224,7 @@ def migrate(dsn: str, options: InstallOptions | None = None) -> list[str]:
                     sql.Identifier(SCHEMA), sql.Literal("kivi-otrs: OTRS customer backend and ticket billing")
                 )
             )
+            clear_stale_yoyo_lock(lock_conn)
             backend = get_backend(_yoyo_uri(dsn, options))
             try:
                 with backend.lock(timeout=30):
@@ -163,12 +233,13 @@ def migrate(dsn: str, options: InstallOptions | None = None) -> list[str]:
             finally:
                 backend.connection.close()
         except LockTimeout as exc:
-            raise LockedError(f"{exc}; if no kivi-otrs process is running, run kivi-otrs break-lock") from None
+            raise _lock_timeout(exc) from None
         except psycopg.Error as exc:
             raise _map_db_error("migrate", exc) from None
         with db.connect(dsn) as conn:
             try:
                 with conn.transaction():
+                    ensure_flag(conn, options)
                     apply_repeatable(conn)
             except psycopg.Error as exc:
                 raise _map_db_error("installing views and triggers", exc) from None
@@ -227,6 +298,7 @@ def rollback(dsn: str) -> list[str]:
             except psycopg.Error as exc:
                 raise _map_db_error("rollback (dropping views and triggers)", exc) from None
         try:
+            clear_stale_yoyo_lock(lock_conn)
             backend = get_backend(_yoyo_uri(dsn, InstallOptions()))
             try:
                 with backend.lock(timeout=30):
@@ -235,7 +307,7 @@ def rollback(dsn: str) -> list[str]:
             finally:
                 backend.connection.close()
         except LockTimeout as exc:
-            raise LockedError(f"{exc}; if no kivi-otrs process is running, run kivi-otrs break-lock") from None
+            raise _lock_timeout(exc) from None
         except psycopg.Error as exc:
             raise _map_db_error("rollback", exc) from None
         with db.connect(dsn) as conn:
@@ -254,8 +326,7 @@ def rollback(dsn: str) -> list[str]:
         return [m.id for m in todo]
 
 
-def break_lock(dsn: str) -> None:
-    """Remove a stale yoyo lock row left by a killed process."""
-    with db.connect(dsn) as conn, conn.transaction():
-        if conn.execute("SELECT to_regclass('kivi_otrs.yoyo_lock')").fetchone()[0]:  # type: ignore[index]
-            conn.execute("DELETE FROM kivi_otrs.yoyo_lock")
+def break_lock(dsn: str) -> list[int]:
+    """Remove a stale yoyo lock row left by a killed process (refused while a migrate/rollback runs)."""
+    with install_lock(dsn) as lock_conn:
+        return clear_stale_yoyo_lock(lock_conn, announce=False)

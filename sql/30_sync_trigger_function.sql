@@ -86,8 +86,18 @@ BEGIN
                 PERFORM kivi_otrs.refresh_contacts(v_ids);
             END IF;
         ELSIF TG_TABLE_NAME = 'custom_variable_configs' THEN
-            IF (TG_OP <> 'DELETE' AND EXISTS (SELECT 1 FROM kivi_otrs_new WHERE id = v_flag))
-               OR (TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM kivi_otrs_old WHERE id = v_flag)) THEN
+            -- Each statement may name only the transition tables its event has: one
+            -- expression mentioning both fails for INSERT and DELETE (kivi_otrs_old /
+            -- kivi_otrs_new "does not exist"), so every event gets its own query.
+            IF TG_OP = 'INSERT' THEN
+                v_ids := ARRAY(SELECT id FROM kivi_otrs_new WHERE id = v_flag);
+            ELSIF TG_OP = 'DELETE' THEN
+                v_ids := ARRAY(SELECT id FROM kivi_otrs_old WHERE id = v_flag);
+            ELSE
+                v_ids := ARRAY(SELECT id FROM kivi_otrs_new WHERE id = v_flag
+                               UNION SELECT id FROM kivi_otrs_old WHERE id = v_flag);
+            END IF;
+            IF cardinality(v_ids) > 0 THEN
                 PERFORM kivi_otrs.refresh_all();
             END IF;
         ELSIF TG_TABLE_NAME = 'countries' THEN
