@@ -202,12 +202,29 @@ def _installation(conn: psycopg.Connection[Any], out: list[Finding]) -> dict[str
 
 
 def _drift(conn: psycopg.Connection[Any], out: list[Finding]) -> bool:
+    from . import kivitendo
+
     found = {(t, c): d for t, c, d in _rows(conn, COLUMNS_SQL, {"tables": list(REQUIRED_COLUMNS)})}
+    with conn.transaction():
+        release = kivitendo.release_of(conn)
+    older = release is not None and release < kivitendo.MINIMUM
+    if older:
+        assert release is not None
+        out.append(Finding("error", "kivitendo-version",
+                           f"the kivitendo database is at release {kivitendo.label(release)}, older than the "
+                           f"{kivitendo.label(kivitendo.MINIMUM)} kivi-otrs reads",
+                           "upgrade kivitendo and log in once (it upgrades the database), then run kivi-otrs migrate"))
     drifted = False
     for table, columns in REQUIRED_COLUMNS.items():
         for column, types in columns.items():
             actual = found.get((table, column))
-            if actual is None:
+            if actual is None and older:
+                drifted = True
+                out.append(Finding("error", "schema-drift",
+                                   f"kivitendo column public.{table}.{column} is not there yet "
+                                   f"(kivitendo {kivitendo.label(kivitendo.MINIMUM)} adds it)",
+                                   "upgrade kivitendo and log in once, then run kivi-otrs migrate"))
+            elif actual is None:
                 drifted = True
                 out.append(Finding("error", "schema-drift", f"kivitendo column public.{table}.{column} is gone",
                                    "upgrade kivi-otrs to a release for this kivitendo version, then kivi-otrs migrate"))
