@@ -608,10 +608,12 @@ def test_controller_reports_an_unreachable_service(perl_lib: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    run = run_controller(perl_lib, url=url)
+    run = run_controller(perl_lib, url=url, countrycode="en")
     assert run.status.startswith("502 "), run.output
     assert run.body["error"].startswith(f"kivi-otrs service not reachable at {url}")
     assert "\n" not in run.body["error"]
+    german = run_controller(perl_lib, url=url)
+    assert german.body["error"].startswith(f"kivi-otrs-Dienst unter {url} nicht erreichbar")
 
 
 def test_controller_refuses_without_token_in_kivitendo_conf(perl_lib: Path, endpoint: FakeServer) -> None:

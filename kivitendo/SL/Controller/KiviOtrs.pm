@@ -69,6 +69,16 @@ my %TEXT = (
                         en => 'the customer of this order was changed: save the order first' },
   customer_missing => { de => 'Kunde %s gibt es nicht',
                         en => 'customer %s does not exist' },
+  bad_url          => { de => 'kivi-otrs: url im Abschnitt [kivi_otrs] von config/kivitendo.conf muss mit http:// oder https:// beginnen',
+                        en => 'kivi-otrs: url in the [kivi_otrs] section of config/kivitendo.conf must start with http:// or https://' },
+  not_configured   => { de => 'kivi-otrs ist nicht eingerichtet: token im Abschnitt [kivi_otrs] von config/kivitendo.conf setzen'
+                            . ' (derselbe Wert wie api.token von kivi-otrs, mindestens 16 Zeichen)',
+                        en => 'kivi-otrs is not configured: set token in the [kivi_otrs] section of config/kivitendo.conf'
+                            . ' (the same value as api.token of kivi-otrs, at least 16 characters)' },
+  unreachable      => { de => 'kivi-otrs-Dienst unter %s nicht erreichbar%s; läuft kivi-otrs.service?',
+                        en => 'kivi-otrs service not reachable at %s%s; is kivi-otrs.service running?' },
+  token_hint       => { de => ' (token in [kivi_otrs] von kivitendo.conf muss gleich api.token von kivi-otrs sein)',
+                        en => ' (the token in [kivi_otrs] of kivitendo.conf must equal api.token of kivi-otrs)' },
   no_client        => { de => 'kein kivitendo-Mandant in der Sitzung; bitte neu anmelden',
                         en => 'no kivitendo client in this session; log in again' },
 );
@@ -193,13 +203,12 @@ sub _settings {
   $url =~ s{^\s+|\s+$}{}g;
   $url = DEFAULT_URL if $url eq '';
   $url =~ s{/+$}{};
-  return { error => "kivi-otrs: url in the [kivi_otrs] section of config/kivitendo.conf must start with http:// or https://" }
+  return { error => _t('bad_url') }
     if $url !~ m{^https?://[^/\s]+$};
 
   my $secret = $conf->{token} // '';
   $secret =~ s{^\s+|\s+$}{}g;
-  return { error => 'kivi-otrs is not configured: set token in the [kivi_otrs] section of config/kivitendo.conf'
-                  . ' (the same value as api.token of kivi-otrs, at least 16 characters)' }
+  return { error => _t('not_configured') }
     if length($secret) < 16;
 
   my $timeout = $conf->{timeout} // '';
@@ -281,9 +290,7 @@ sub _call_endpoint {
   if ($status == 599) {
     my $detail = _one_line($response->{content});
     my $code   = $detail =~ m{timed? ?out}i ? 504 : 502;
-    return ($code, { error => "kivi-otrs service not reachable at $settings->{url}"
-                            . ($detail ne '' ? " ($detail)" : '')
-                            . '; is kivi-otrs.service running?' });
+    return ($code, { error => _t('unreachable', $settings->{url}, $detail ne '' ? " ($detail)" : '') });
   }
 
   my $answer = eval { JSON::PP->new->utf8->decode($response->{content} // '') };
@@ -299,7 +306,7 @@ sub _call_endpoint {
 
   my $message = _one_line($answer->{error});
   $message    = "kivi-otrs service answered HTTP $status" if $message eq '';
-  $message   .= ' (the token in [kivi_otrs] of kivitendo.conf must equal api.token of kivi-otrs)' if $status == 401;
+  $message   .= _t('token_hint') if $status == 401;
 
   my $code = $STATUS_TEXT{$status} ? $status : 502;
   return ($code, { error => $message });
