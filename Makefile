@@ -30,6 +30,7 @@ bench: setup ## benchmarks; each prints ratios against a baseline measured in th
 	$(PY) bench/bench_customer_backend.py
 	$(PY) bench/bench_otrs.py
 	$(PY) bench/bench_positions.py
+	$(PY) bench/bench_endpoint.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

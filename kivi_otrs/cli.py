@@ -344,21 +344,52 @@ def release_cmd(dsn: str | None, order_id: int | None, customer_number: str | No
 
 
 @cli.command("serve")
-@DSN_OPTION
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port.")
-def serve_cmd(dsn: str | None, host: str, port: int) -> None:
+@click.option("--dsn", help="The kivitendo database to serve (or $KIVI_OTRS_DSN when no --client is given).")
+@click.option("--client", "client_specs", multiple=True, metavar="NAME=DSN",
+              help="A kivitendo client to serve, named after its database; repeat for several clients.")
+@click.option("--clients-file", type=click.Path(dir_okay=False, exists=True),
+              help="File of 'NAME = DSN' lines (mode 0600 when the DSNs hold passwords).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address or name: 127.0.0.1, ::1, localhost.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="TCP port.")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Requests served at once (each holds one database connection).")
+@click.option("--connection-limit", type=click.IntRange(1, 10000), default=256, show_default=True,
+              help="Open connections at most; further ones wait in the listen backlog.")
+@click.option("--backlog", type=click.IntRange(1, 65535), default=1024, show_default=True,
+              help="Listen backlog: connections the kernel queues before the endpoint accepts them.")
+@click.option("--channel-timeout", type=click.IntRange(1, 3600), default=15, show_default=True,
+              help="Seconds an idle or half-sent request may hold a connection.")
+def serve_cmd(dsn: str | None, client_specs: tuple[str, ...], clients_file: str | None, host: str, port: int,
+              threads: int, connection_limit: int, backlog: int, channel_timeout: int) -> None:
     """Run the local endpoint kivitendo's order-screen button calls (loopback only, token required).
+
+    One kivitendo client: --dsn (or $KIVI_OTRS_DSN). Several: --client NAME=DSN per
+    client or --clients-file; requests then name their client in the field "client".
 
     Example: KIVI_OTRS_API_TOKEN=... kivi-otrs serve --dsn postgresql://kivitendo@localhost/firma
     """
     import logging
+    from pathlib import Path
 
-    from .endpoint import EndpointServer
+    from .endpoint import EndpointServer, Tuning, load_client, parse_client_spec, read_clients_file
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = EndpointServer(db.resolve_dsn(dsn), host, port)
-    click.echo(f"kivi-otrs endpoint on {server.url} (POST /positions, GET /health); Ctrl-C stops")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queued clicks are normal; the access log has times
+    named = [parse_client_spec(spec) for spec in client_specs]
+    if clients_file:
+        path = Path(clients_file)
+        named += read_clients_file(path)
+        if path.stat().st_mode & 0o077 and "password" in path.read_text(encoding="utf-8", errors="replace"):
+            click.echo(f"Warning: {path} holds passwords and is readable by others; chmod 0600 it", err=True)
+    clients = [load_client(client_dsn, name) for name, client_dsn in named]
+    if dsn or not named:
+        clients.append(load_client(db.resolve_dsn(dsn)))
+    server = EndpointServer(clients, host, port, tuning=Tuning(threads=threads, backlog=backlog,
+                                                               connection_limit=connection_limit,
+                                                               channel_timeout=channel_timeout,
+                                                               cleanup_interval=min(5, channel_timeout)))
+    names = ", ".join(client.name for client in clients)
+    click.echo(f"kivi-otrs endpoint on {' '.join(server.urls)} for {names} (POST /positions, GET /health); Ctrl-C stops")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

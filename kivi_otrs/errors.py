@@ -70,3 +70,16 @@ class BillingError(KiviOtrsError):
     """Positions could not be built or claimed (order, article, ledger)."""
 
     exit_code = 6
+
+
+class RequestError(KiviOtrsError):
+    """A request to the local endpoint (``kivi-otrs serve``) is malformed or not allowed.
+
+    ``status`` is the HTTP status the endpoint answers with (4xx).
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -45,8 +45,13 @@ class Request:
 
 
 def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from_otrs) -> tuple[positions.Plan, Period]:
-    """Run one positions action; raises KiviOtrsError subclasses with one-line messages."""
+    """Run one positions action; raises KiviOtrsError subclasses with one-line messages.
+
+    A dry run computes the positions in read-only transactions: PostgreSQL refuses any
+    write, so a preview can never reserve or change anything.
+    """
     with db.connect(dsn) as conn:
+        conn.read_only = request.dry_run
         values = config.effective(conn)
         otrs_settings = config.otrs_settings(values)
         target = positions.load_target(conn, request.order_id, request.customer_db_id, request.customer_number)

@@ -17,7 +17,7 @@ import requests
 from test_kivitendo_integration import FIXTURE_ANSWER
 
 from kivi_otrs import billing_run, config
-from kivi_otrs.endpoint import EndpointServer
+from kivi_otrs.endpoint import EndpointServer, load_client
 from kivi_otrs.otrs_double import OtrsDouble
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -47,11 +47,10 @@ def helpdesk(conn: psycopg.Connection[Any], otrs: OtrsDouble) -> OtrsDouble:
 
 @pytest.fixture
 def endpoint(migrated_dsn: str, helpdesk: OtrsDouble) -> Iterator[EndpointServer]:
-    server = EndpointServer(migrated_dsn, port=0, token=TOKEN)
+    server = EndpointServer([load_client(migrated_dsn, token=TOKEN)], port=0)
     server.start_background()
     yield server
     server.shutdown()
-    server.server_close()
 
 
 def click(server: EndpointServer, body: dict[str, Any], token: str = TOKEN) -> requests.Response:

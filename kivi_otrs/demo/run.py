@@ -21,7 +21,7 @@ import requests
 from psycopg import sql
 
 from .. import cli
-from ..endpoint import EndpointServer
+from ..endpoint import EndpointServer, load_client
 from ..otrs_double import OtrsDouble
 from ..sandbox import LocalCluster
 from . import load_kivitendo
@@ -128,7 +128,7 @@ def main() -> None:
             row = conn.execute("SELECT id FROM public.oe WHERE ordnumber = 'A-2026-001'").fetchone()
             assert row is not None
             oe_id = int(row[0])
-        server = EndpointServer(dsn, port=0, token=token)
+        server = EndpointServer([load_client(dsn, token=token)], port=0)
         server.start_background()
         print(f"kivi-otrs serve listens on {server.url} (loopback only, Bearer token required)")
         headers = {"Authorization": f"Bearer {token}", "X-Kivitendo-User": "demo"}
@@ -144,7 +144,6 @@ def main() -> None:
         print(f"second click: {len(again['positions'])} new positions, {len(billed)} already billed"
               + (f" ({billed[0]['where']})" if billed else ""))
         server.shutdown()
-        server.server_close()
 
         step("6. Monthly billing run for everybody else")
         kivi("bill")
