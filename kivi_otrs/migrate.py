@@ -28,7 +28,7 @@ from psycopg import conninfo, sql
 from yoyo import get_backend, read_migrations
 from yoyo.exceptions import LockTimeout
 
-from . import db
+from . import db, kivitendo
 from .errors import LockedError, MigrationError
 from .resources import resource_dir
 
@@ -217,6 +217,7 @@ def migrate(dsn: str, options: InstallOptions | None = None) -> list[str]:
     options = options or InstallOptions()
     options.validate()
     with install_lock(dsn) as lock_conn:
+        kivitendo.require_supported(lock_conn)  # before anything changes: refuse kivitendo < 4.1 in one line
         try:
             lock_conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
             lock_conn.execute(
