@@ -147,21 +147,21 @@ def test_monthly_run_writes_back_and_excludes_billed_tickets(conn: psycopg.Conne
     assert {c.customer_number: c.positions for c in first.customers} == {
         "1000387": 1, "KD 4711": 1, "KIVI-1001": 2, "KIVI-1002": 1}
     assert first.writeback == {"done": 5, "retry": 0, "failed": 0}
-    assert helpdesk.tickets[5].dynamic_fields == {"KivitendoOrder": "OTRS-202610-1000387/1"}
+    assert helpdesk.tickets[5].dynamic_fields == {"KivitendoOrder": "AB-1000/1"}
     searches = helpdesk.calls["TicketSearch"]
     second = billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron")
     assert second.tickets == 0 and helpdesk.calls["TicketSearch"] == searches + 1
     search = [r for r in helpdesk.requests if r["operation"] == "TicketSearch"][-1]["data"]
     assert search["DynamicField_KivitendoOrder"] == {"Empty": 1}
 
-    conn.execute("DELETE FROM public.orderitems WHERE trans_id = %s", (order_id(conn, "OTRS-202610-KIVI-1002"),))
+    conn.execute("DELETE FROM public.orderitems WHERE trans_id = %s", (order_id(conn, "AB-1003"),))
     helpdesk.down = True
     third = billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron",
                             fetch_all=lambda settings, period: [])
     assert third.writeback == {"done": 0, "retry": 1, "failed": 0}
     assert conn.execute("SELECT state, value FROM kivi_otrs.writeback WHERE ticket_id = 4 ORDER BY id DESC LIMIT 1"
                         ).fetchone() == ("pending", "")
-    assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": "OTRS-202610-KIVI-1002/1"}
+    assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": "AB-1003/1"}
     helpdesk.down = False
     conn.execute("UPDATE kivi_otrs.writeback SET next_attempt = now() WHERE state = 'pending'")
     sent = cli("writeback", dsn=migrated_dsn)
