@@ -150,8 +150,10 @@ def views_install_cmd(dsn: str | None) -> None:
 @click.option("--cache-ttl", type=click.IntRange(0), default=300, show_default=True, help="OTRS CacheTTL in seconds.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the module here (mode 0640) instead of stdout, e.g. /opt/znuny/Kernel/Config/Files/ZZZKiviOtrs.pm.")
+@click.option("--portal-login/--no-portal-login", default=True, show_default=True,
+              help="Add Customer::AuthModule<slot>: contacts log into the customer interface with kivi-otrs portal passwords.")
 def otrs_config_cmd(dsn: str | None, db_user: str, password_file: str, slot: int, cache_ttl: int,
-                    output: str | None) -> None:
+                    output: str | None, portal_login: bool) -> None:
     """Generate Kernel/Config/Files/ZZZKiviOtrs.pm, the customer backends Znuny loads as it is.
 
     The module holds no password: Znuny reads it from --password-file whenever it loads its configuration.
@@ -166,7 +168,7 @@ def otrs_config_cmd(dsn: str | None, db_user: str, password_file: str, slot: int
         role_row = conn.execute("SELECT value FROM kivi_otrs.install_state WHERE key = 'reader_role'").fetchone()
     role = role_row[0] if role_row else "kivi_otrs_reader"
     text = otrs_config.render(dsn, db_user=db_user, reader_role=role, slot=slot, cache_ttl=cache_ttl,
-                              password_file=password_file)
+                              password_file=password_file, portal_login=portal_login)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -593,6 +595,16 @@ def _register_helpdesk_commands() -> None:
 
 
 _register_helpdesk_commands()
+
+
+def _register_portal_commands() -> None:
+    from .portal_commands import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_portal_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

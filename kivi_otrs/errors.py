@@ -72,6 +72,12 @@ class BillingError(KiviOtrsError):
     exit_code = 6
 
 
+class PortalError(KiviOtrsError):
+    """A customer portal password was refused (unknown login, flag not set, weak password, no rights)."""
+
+    exit_code = 8
+
+
 class RequestError(KiviOtrsError):
     """A request to the local endpoint (``kivi-otrs serve``) is malformed or not allowed.
 

@@ -33,6 +33,9 @@ from .errors import ConfigError
 
 USER_VIEW = "kivi_otrs.otrs_customer_contacts"
 COMPANY_VIEW = "kivi_otrs.otrs_customer_companies"
+AUTH_VIEW = "kivi_otrs.otrs_customer_auth"
+AUTH_KEY = "login"
+AUTH_PASSWORD = "pw"  # noqa: S105 - a column name
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def referenced_columns() -> dict[str, set[str]]:
     user |= set(USER_LIST_FIELDS + USER_SEARCH_FIELDS + USER_POSTMASTER_FIELDS + USER_NAME_FIELDS)
     company = {row.column for row in COMPANY_MAP} | set(COMPANY_KEYS.values())
     company |= set(COMPANY_LIST_FIELDS + COMPANY_SEARCH_FIELDS)
-    return {USER_VIEW: user, COMPANY_VIEW: company}
+    return {USER_VIEW: user, COMPANY_VIEW: company, AUTH_VIEW: {AUTH_KEY, AUTH_PASSWORD}}
 
 
 def _perl_str(value: str) -> str:
@@ -150,9 +153,42 @@ def module_path(module: str = MODULE_NAME) -> str:
     return f"Kernel/Config/Files/{module}.pm"
 
 
+def auth_lines(dsn: str, db_user: str, slot: int = 1) -> list[str]:
+    """The ``Customer::AuthModule<slot>`` block of ``Load`` (customer portal login), for inside ``sub Load``.
+
+    Znuny 7.1.7 (``Kernel/System/CustomerAuth.pm``) tries ``Customer::AuthModule``, ``...1`` .. ``...10`` in
+    turn; ``Kernel/System/CustomerAuth/DB.pm`` reads ``Customer::AuthModule::DB::<Key><slot>`` and runs
+    ``SELECT pw, login FROM kivi_otrs.otrs_customer_auth WHERE login = ?`` on its own connection. It detects
+    the ``BCRYPT:`` form from the stored value; ``CryptType`` only has to be anything but ``plain``. Uses
+    ``$Password`` read from the password file earlier in ``Load``.
+    """
+    suffix = "" if slot == 0 else str(slot)
+    values = [
+        (f"Customer::AuthModule{suffix}", _perl_str("Kernel::System::CustomerAuth::DB")),
+        (f"Customer::AuthModule::DB::Table{suffix}", _perl_str(AUTH_VIEW)),
+        (f"Customer::AuthModule::DB::CustomerKey{suffix}", _perl_str(AUTH_KEY)),
+        (f"Customer::AuthModule::DB::CustomerPassword{suffix}", _perl_str(AUTH_PASSWORD)),
+        (f"Customer::AuthModule::DB::CryptType{suffix}", _perl_str("bcrypt")),
+        (f"Customer::AuthModule::DB::DSN{suffix}", _perl_str(dbi_dsn(dsn))),
+        (f"Customer::AuthModule::DB::User{suffix}", _perl_str(db_user)),
+        (f"Customer::AuthModule::DB::Password{suffix}", "$Password"),
+    ]
+    width = max(len(f"$Self->{{{_perl_str(key)}}}") for key, _ in values)
+    return [
+        "    # Customer portal login: contacts that may report tickets, with a password set by",
+        "    # kivi-otrs portal set|reset (bcrypt). The backend is read-only: the customer interface's",
+        "    # password change and lost-password functions fail for these logins (Znuny's SetPassword",
+        "    # refuses ReadOnly backends), passwords are set with kivi-otrs portal.",
+        *[f"    {'$Self->{' + _perl_str(key) + '}':<{width}} = {value};" for key, value in values],
+    ]
+
+
 def render(dsn: str, db_user: str, reader_role: str, slot: int = 1, cache_ttl: int = 300,
-           password_file: str = DEFAULT_PASSWORD_FILE, module: str = MODULE_NAME) -> str:
-    """The Perl module ``Kernel/Config/Files/<module>.pm``; it names the password file, never a password."""
+           password_file: str = DEFAULT_PASSWORD_FILE, module: str = MODULE_NAME, portal_login: bool = False) -> str:
+    """The Perl module ``Kernel/Config/Files/<module>.pm``; it names the password file, never a password.
+
+    ``portal_login`` adds the ``Customer::AuthModule<slot>`` block (:func:`auth_lines`).
+    """
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", module):
         raise ConfigError(f"module name {module!r} is not a Perl package name (letters, digits, _)")
     if not password_file.startswith("/"):
@@ -160,6 +196,8 @@ def render(dsn: str, db_user: str, reader_role: str, slot: int = 1, cache_ttl: i
                           "directory differs between web server, daemon and console)")
     suffix = "" if slot == 0 else str(slot)
     backends = f"CustomerUser{suffix}/CustomerCompany{suffix}"
+    if portal_login:
+        backends += f"/Customer::AuthModule{suffix}"
     params = [
         f"            DSN                 => {_perl_str(dbi_dsn(dsn))},",
         f"            User                => {_perl_str(db_user)},",
@@ -175,7 +213,7 @@ def render(dsn: str, db_user: str, reader_role: str, slot: int = 1, cache_ttl: i
         "# web server (mod_perl) and run bin/znuny.Console.pl Maint::Cache::Delete as the Znuny user.",
         "#",
         f"# The database user {db_user} must be a LOGIN role that is a member of {reader_role},",
-        "# which may read only the two kivi_otrs views:",
+        f"# which may read only the kivi_otrs views{' (contacts, companies, portal login)' if portal_login else ''}:",
         f"#   CREATE ROLE {db_user} LOGIN PASSWORD '...' IN ROLE {reader_role};",
         f"# Its password is read from {password_file} (first line) whenever the",
         "# configuration is loaded; make that file readable by the web server's and the Znuny",
@@ -254,6 +292,7 @@ def render(dsn: str, db_user: str, reader_role: str, slot: int = 1, cache_ttl: i
         "        ],",
         "    };",
         "",
+        *([*auth_lines(dsn, db_user, slot), ""] if portal_login else []),
         "    return 1;",
         "}",
         "",

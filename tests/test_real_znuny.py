@@ -5,7 +5,10 @@ Set ``KIVI_OTRS_ZNUNY_URL`` (e.g. http://127.0.0.1:8090/znuny/), ``KIVI_OTRS_ZNU
 ``KIVI_OTRS_ZNUNY_WEBSERVICE``, default KivitendoBilling). Optional: ``KIVI_OTRS_ZNUNY_RW_USER`` /
 ``KIVI_OTRS_ZNUNY_RW_PASSWORD`` (an agent with rw), ``KIVI_OTRS_ZNUNY_TREE`` (the Znuny home, to load
 configuration with Znuny's own Perl) and ``KIVI_OTRS_ZNUNY_KIVI_DSN`` (the kivitendo database with
-kivi-otrs as Znuny's LOGIN role sees it, for customer searches through Znuny's CustomerUser::DB).
+kivi-otrs as Znuny's LOGIN role sees it, for customer searches through Znuny's CustomerUser::DB) and
+``KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN`` (the same database as the role that installed kivi-otrs, for a customer
+portal login with a password set by ``kivi-otrs portal set``; the Znuny must load a module from
+``kivi-otrs otrs-config --portal-login``).
 """
 
 from __future__ import annotations
@@ -180,3 +183,59 @@ def _search(tree: Path, tmp_path: Path, params: dict[str, Any], name: str, login
     capitalised = name[0].upper() + name[1:4].lower()
     return znuny_perl(tree, SEARCH_WITH_ZNUNY, str(path), f"Kernel::Config::Files::{module}", f"{capitalised}*",
                       name.upper())
+
+
+OWNER_DSN = os.environ.get("KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN", "")
+
+
+def _portal_login(login: str, password: str) -> bool:
+    """Log in through the real customer.pl login form; True when Znuny opens a customer session."""
+    import requests
+
+    base = URL.rstrip("/") + "/customer.pl"
+    with requests.Session() as session:
+        session.get(base, timeout=60)  # sets OTRSBrowserHasCookie like a browser
+        answer = session.post(base, data={"Action": "Login", "RequestedURL": "", "Lang": "en", "TimeZoneOffset": "",
+                                          "User": login, "Password": password}, timeout=60, allow_redirects=True)
+        answer.raise_for_status()
+        return "Action=Logout" in answer.text
+
+
+def test_portal_login_works_for_a_flagged_contact_and_is_refused_without_the_flag() -> None:
+    """A password set with kivi-otrs portal set opens the real customer interface; unticking the flag locks it."""
+    if not OWNER_DSN:
+        pytest.skip("set KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN to the kivitendo database Znuny's generated module reads, as the "
+                    "role that installed kivi-otrs (and install the module with kivi-otrs otrs-config --portal-login)")
+    import secrets
+    import sys
+
+    login = f"kivi-otrs-portal-{secrets.token_hex(4)}@example.org"
+    password = f"Portal-{secrets.token_urlsafe(12)}"
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn:
+        customer = conn.execute("SELECT id FROM public.customer WHERE NOT coalesce(obsolete, false) "
+                                "AND btrim(coalesce(customernumber, '')) <> '' ORDER BY id LIMIT 1").fetchone()
+        flag_id = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
+        if customer is None or flag_id is None:
+            pytest.skip("no non-obsolete customer with a number, or kivi-otrs not installed, in the kivitendo database")
+        cp_id = conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) "
+                             "VALUES ('Portal', 'Probe', %s) RETURNING cp_id", (login,)).fetchone()[0]  # type: ignore[index]
+        try:
+            conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id, main) VALUES (%s, %s, false)",
+                         (customer[0], cp_id))
+            conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
+                         "VALUES (%s, %s, true, '')", (flag_id[0], cp_id))
+            result = subprocess.run([sys.executable, "-m", "kivi_otrs", "portal", "set", login, "--password-stdin"],
+                                    input=password + "\n", capture_output=True, text=True, timeout=120,
+                                    env={**os.environ, "KIVI_OTRS_DSN": OWNER_DSN})
+            assert result.returncode == 0, result.stderr
+            assert _portal_login(login, password), "Znuny refused a flagged contact with the password just set"
+            assert not _portal_login(login, password + "x")
+            conn.execute("UPDATE public.custom_variables SET bool_value = false WHERE config_id = %s AND trans_id = %s",
+                         (flag_id[0], cp_id))
+            assert not _portal_login(login, password), "Znuny let a contact without the flag log in"
+        finally:
+            conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id = %s",
+                         (flag_id[0], cp_id))
+            conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
+            conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
+            conn.execute("DELETE FROM kivi_otrs.portal_password WHERE login = %s", (login,))
