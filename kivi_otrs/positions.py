@@ -80,6 +80,14 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(ticket_id bigint, ticket_number te
      oe_id int, marker uuid, period_start date, period_end date, ticket_closed timestamptz, claimed_by text,
      source text, otrs_data jsonb)
 """
+REOFFER_SQL = """
+UPDATE kivi_otrs.ledger SET state = 'released', released_at = now(), release_reason = 'offered again to the same order'
+WHERE ticket_id = ANY(%(ids)s) AND state = 'reserved' AND orderitems_id IS NULL AND source = 'button'
+  AND oe_id = %(oe_id)s AND claimed_at < now() - make_interval(secs => %(after)s)
+"""
+# A click whose answer never reached the screen has timed out in kivitendo's controller by then;
+# two clicks closer together are a double click: the second finds the tickets reserved.
+REOFFER_AFTER_SECONDS = 60
 RELEASE_SQL = """
 UPDATE kivi_otrs.ledger SET state = 'released', released_at = now(), release_reason = %(reason)s
 WHERE state = 'reserved' AND (%(oe_id)s::int IS NULL OR oe_id = %(oe_id)s)
@@ -137,6 +145,7 @@ class Plan:
     new: list[dict[str, Any]] = field(default_factory=list)
     billed: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    reservation_minutes: int = 0
 
     def message(self) -> str:
         total = len(self.new) + len(self.billed) + len(self.skipped)
@@ -149,7 +158,8 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"positions": self.positions, "preview": {"new": self.new, "billed": self.billed,
-                                                          "skipped": self.skipped}, "message": self.message()}
+                                                          "skipped": self.skipped}, "message": self.message(),
+                "reservation_minutes": self.reservation_minutes}
 
 
 @dataclass(frozen=True)
@@ -258,22 +268,27 @@ class ArticleResolver:
         return best[3], best[4]
 
     def resolve(self, ticket: TicketLike) -> tuple[Part | None, str]:
-        """(part, source) or (None, reason why not billable)."""
+        """(part, source) or (None, reason why not billable); :attr:`last_code` names the reason for screens."""
+        self.last_code: tuple[str, dict[str, str]] = ("", {})
         rule = self._rule(ticket)
         if rule is not None and not rule[1]:
+            self.last_code = ("not_billable", {"queue": ticket.queue, "service": ticket.service})
             return None, f"queue {ticket.queue!r} / service {ticket.service!r} is configured as not billable"
         if self.target.prefill_parts_id and self.target.prefill_parts_id in self.parts:
             return self.parts[self.target.prefill_parts_id], "order"
         if rule is not None and rule[0]:
             part = self.parts.get(rule[0])
             if part is None:
+                self.last_code = ("rule_part_missing", {"partnumber": rule[0]})
                 return None, f"article rule names part {rule[0]!r}, which does not exist in kivitendo"
             return part, "rule"
         if self.default_part:
             part = self.parts.get(self.default_part)
             if part is None:
+                self.last_code = ("default_part_missing", {"partnumber": self.default_part})
                 return None, f"billing.default_part {self.default_part!r} does not exist in kivitendo"
             return part, "default"
+        self.last_code = ("no_article", {})
         return None, "no hourly-rate article: set billing.default_part or an article rule"
 
 
@@ -281,7 +296,7 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
           period_end: date, settings: BillingSettings, renderer: Renderer, user: str, source: str = "button",
           dry_run: bool = False, periodic: bool | None = None) -> Plan:
     """Decide, render and (unless dry_run) reserve positions for the tickets, in one transaction."""
-    plan = Plan()
+    plan = Plan(reservation_minutes=settings.reservation_minutes)
     resolver = ArticleResolver(conn, target, settings.default_part)
     tz = ZoneInfo(settings.timezone)
     by_id = {t.ticket_id: t for t in tickets}
@@ -290,6 +305,11 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
     with conn.transaction():
         if not dry_run and ids:
             conn.execute(LOCK_SQL, {"ids": ids})
+            if source == "button" and target.oe_id is not None:
+                # An unsaved reservation for this same saved order (a click after a timeout, a reload) never
+                # blocks the user: it is given back and offered again. Should both rows reach the order, the
+                # database refuses the second at save time ("doppelte Position").
+                conn.execute(REOFFER_SQL, {"ids": ids, "oe_id": target.oe_id, "after": REOFFER_AFTER_SECONDS})
         active: dict[int, list[dict[str, Any]]] = {}
         for row in conn.cursor(row_factory=dict_row).execute(ACTIVE_SQL, {"ids": ids}):
             active.setdefault(row["ticket_id"], []).append(row)
@@ -298,10 +318,13 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
             info = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "title": ticket.title,
                     "minutes": str(ticket.minutes)}
             if ticket.customer_id != target.customer_number:
-                plan.skipped.append({**info, "reason": f"ticket belongs to customer {ticket.customer_id!r}"})
+                plan.skipped.append({**info, "reason": f"ticket belongs to customer {ticket.customer_id!r}",
+                                     "reason_code": "other_customer",
+                                     "reason_args": {"customer_id": ticket.customer_id}})
                 continue
             if ticket.minutes <= 0:
-                plan.skipped.append({**info, "reason": "no accounted time"})
+                plan.skipped.append({**info, "reason": "no accounted time", "reason_code": "no_time",
+                                     "reason_args": {}})
                 continue
             entries = active.get(ticket_id, [])
             claimed = sum((Decimal(e["minutes"]) for e in entries), Decimal(0))
@@ -321,10 +344,13 @@ def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLik
                 continue
             part, why = resolver.resolve(ticket)
             if part is None:
-                plan.skipped.append({**info, "reason": why})
+                code, args = resolver.last_code
+                plan.skipped.append({**info, "reason": why, "reason_code": code, "reason_args": args})
                 continue
             if part.unit_minutes is None:
-                plan.skipped.append({**info, "reason": f"article {part.partnumber} has unit {part.unit!r}, "
+                plan.skipped.append({**info, "reason_code": "unit_not_time",
+                                     "reason_args": {"partnumber": part.partnumber, "unit": part.unit},
+                                     "reason": f"article {part.partnumber} has unit {part.unit!r}, "
                                                         "not a time unit based on min"})
                 continue
             qty = (billed_minutes / part.unit_minutes).quantize(Decimal("0.00001"))

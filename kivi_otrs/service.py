@@ -15,16 +15,16 @@ from datetime import date, timedelta
 from typing import Any
 
 from . import config, db, positions
-from .otrs import fetch_closed_tickets
+from .otrs import TicketResult, fetch_closed
 from .period import Period, resolve_period
 from .render import Renderer
 
-TicketFetcher = Callable[[config.OtrsSettings, str, Period], list[Any]]
+TicketFetcher = Callable[[config.OtrsSettings, str, Period], "list[Any] | TicketResult"]
 
 
-def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period) -> list[Any]:
-    """Billable closed tickets of one customer in the period, from the OTRS web service."""
-    return list(fetch_closed_tickets(settings, customer_number, period))
+def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period) -> TicketResult:
+    """Billable closed tickets of one customer in the period, and those left out with their reason."""
+    return fetch_closed(settings, customer_number, period)
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,14 @@ def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from
         conn.commit()
         period = resolve_period(request.period or values["billing.period"], values["site.timezone"],
                                 date_from=request.date_from, date_to=request.date_to)
-        tickets = fetch(otrs_settings, target.customer_number, period)
+        fetched = fetch(otrs_settings, target.customer_number, period)
+        tickets: list[Any] = list(fetched.tickets) if isinstance(fetched, TicketResult) else fetched
+        otrs_skipped = fetched.skipped if isinstance(fetched, TicketResult) else []
         plan = positions.claim(
             conn, target, tickets, period.start.date(), (period.end - timedelta(seconds=1)).date(), billing, renderer,
             user=request.user or getpass.getuser(), source=request.source, dry_run=request.dry_run,
             periodic=request.periodic if request.periodic else None,
         )
+    # Every ticket OTRS returned and we do not bill shows up with its reason (bad time, no customer, ...).
+    plan.skipped.extend({**s, "reason_code": s.get("reason_code", "otrs_data")} for s in otrs_skipped)
     return plan, period

@@ -123,6 +123,11 @@ BEGIN
                                                 WHERE t.ticket_id = l.ticket_id))
         LIMIT 1;
         IF FOUND THEN
+            IF conflict.there = conflict.here AND conflict.there_state <> 'reserved' THEN
+                RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
+                    'kivi-otrs: Ticket %s steht schon in Auftrag %s (doppelte Position); bitte eine davon entfernen',
+                    conflict.ticket_number, conflict.here);
+            END IF;
             IF conflict.there_state = 'reserved' THEN
                 RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
                     'kivi-otrs: Ticket %s ist bis %s für einen anderen Auftrag reserviert (%s); Position entfernen, dann speichern',
