@@ -43,7 +43,7 @@ def test_database_without_schema_info_is_not_a_kivitendo_client(kivi_dsn: str) -
 def test_migrate_refuses_kivitendo_4_0_and_changes_nothing(kivi_dsn: str) -> None:
     """On a 4.0 database migrate names the version needed and leaves no kivi-otrs object behind."""
     make_release(kivi_dsn, "release_4_0_0")
-    with pytest.raises(SchemaDriftError, match="at release 4.0.0; kivi-otrs needs kivitendo 4.1.0 or newer"):
+    with pytest.raises(SchemaDriftError, match=r"at release 4\.0\.0; kivi-otrs needs kivitendo 4\.1\.0 or newer"):
         migrate.migrate(kivi_dsn)
     with psycopg.connect(kivi_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'kivi_otrs'").fetchone() == (0,)
