@@ -538,6 +538,9 @@ def report_cmd(dsn: str | None, kind: str, month: str | None, customer_number: s
         output.write(rep.table() if fmt == "table" else rep.csv() if fmt == "csv" else rep.html())
 
 
+BILL_WRITEBACK_PENDING = 10  # billed, but OTRS still has to be told (cron: alert, then kivi-otrs writeback)
+
+
 @cli.command("bill")
 @DSN_OPTION
 @click.option("--period", help="previous-month (default), current-month or last-N-days.")
@@ -568,8 +571,10 @@ def bill_cmd(dsn: str | None, period: str | None, date_from: str | None, date_to
     if show_progress and seen:
         click.echo()
     click.echo(summary.as_json() if as_json else summary.text(), nl=False)
-    if summary.failed:
+    if summary.aborted or summary.failed:
         sys.exit(1)
+    if summary.writeback_pending:
+        sys.exit(BILL_WRITEBACK_PENDING)
 
 
 @cli.command("writeback")
