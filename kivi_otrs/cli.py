@@ -502,7 +502,7 @@ def _helpdesk_lists(conn: psycopg.Connection[Any], month: date, offline: bool) -
     except (HelpdeskError, KiviOtrsError) as exc:
         click.echo(f"note: lists from OTRS left out: {db.redact(str(exc))}", err=True)
         return []
-    return reports.helpdesk_lists(conn, tickets, f"{month:%Y-%m}")
+    return reports.helpdesk_lists(conn, tickets.tickets, f"{month:%Y-%m}", tickets.skipped)
 
 
 @cli.command("report")

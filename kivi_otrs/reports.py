@@ -143,8 +143,10 @@ def billed(conn: psycopg.Connection[Any], month: date, customer: str | None = No
                           "order"], data)
 
 
-def helpdesk_lists(conn: psycopg.Connection[Any], tickets: list[Any], period_label: str) -> list[Report]:
-    """From OTRS's closed tickets of a period: tickets without time, time of customers unknown to kivitendo."""
+def helpdesk_lists(conn: psycopg.Connection[Any], tickets: list[Any], period_label: str,
+                   skipped: list[dict[str, Any]] | None = None) -> list[Report]:
+    """From OTRS's closed tickets of a period: tickets without time, time of customers unknown to kivitendo,
+    and tickets whose OTRS data cannot be billed (with the reason)."""
     numbers = sorted({t.customer_id for t in tickets})
     known = {r[0] for r in conn.execute(CUSTOMERS_SQL, {"numbers": numbers}).fetchall()}
     no_time = [[t.customer_id, t.number, t.title, t.state] for t in tickets if t.minutes <= 0]
@@ -155,6 +157,9 @@ def helpdesk_lists(conn: psycopg.Connection[Any], tickets: list[Any], period_lab
                sorted(no_time)),
         Report(f"Time on tickets of customers unknown to kivitendo ({period_label})",
                ["CustomerID", "ticket", "title", "minutes"], sorted(unknown, key=lambda r: (str(r[0]), r[1]))),
+        Report(f"Closed tickets OTRS sent that cannot be billed ({period_label})", ["ticket", "title", "reason"],
+               sorted([[str(s.get("ticket_number") or s.get("ticket_id")), s.get("title", ""), s["reason"]]
+                       for s in skipped or []])),
     ]
 
 
@@ -166,8 +171,12 @@ def reconciliation(conn: psycopg.Connection[Any], helpdesk: list[Report] | None 
     return [*(helpdesk or []),
         Report("Ledger entries whose position or order was deleted (tickets billable again)",
                ["customer", "ticket", "title", "minutes", "released", "reason"], rows(RELEASED_SQL)),
-        Report("Tickets billed beyond their accounted time (saved after the reservation expired)",
+        Report("Tickets billed beyond their accounted time (positions saved before kivi-otrs refused copies)",
                ["ticket", "customer", "billed min", "accounted min", "orders"], rows(OVERBILLED_SQL)),
+        Report("Ticket positions copied into a second sales order (a ticket in two live documents)",
+               ["ticket", "customer", "billed on", "copy on"], rows(COPIES_SQL)),
+        Report("Ticket positions saved without their marker (tied by ticket number)",
+               ["ticket", "customer", "order"], rows(TIED_BY_NUMBER_SQL)),
         Report("Reservations never saved (offered again)",
                ["customer", "ticket", "by", "at", "expired"], rows(EXPIRED_SQL)),
         Report("Contacts with the same e-mail at several customers",

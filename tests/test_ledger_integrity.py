@@ -311,3 +311,16 @@ def test_emulated_invoice_rows_are_the_ones_real_kivitendo_writes(conn: psycopg.
     recorded = recorded_link_pairs("workflow-f3-delivery-order-invoice-posted.json") - {
         ("oe", "oe"), ("orderitems", "orderitems")}  # that order came from a quotation
     assert through_do == recorded
+
+
+def test_reconcile_never_calls_an_invoiced_ticket_billable_again(conn: psycopg.Connection[Any]) -> None:
+    """Order invoiced then deleted: reconcile's 'billable again' list stays empty; a deleted uninvoiced one is listed."""
+    from kivi_otrs import reports
+
+    oe_id, items = billed_order(conn, TicketData(69, "69", "Rechnung", Decimal(30)))
+    post_invoice(conn, oe_id, items)
+    delete_order(conn, oe_id)
+    other, _ = billed_order(conn, TicketData(70, "70", "Ohne Rechnung", Decimal(30)))
+    delete_order(conn, other)
+    again = next(r for r in reports.reconciliation(conn) if "billable again" in r.title)
+    assert [row[1] for row in again.rows] == ["70"]
