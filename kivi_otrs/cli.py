@@ -259,11 +259,33 @@ def config_set_cmd(dsn: str | None, key: str, value: str | None, from_env: str |
     config_mod.parse_value(key, value)
     with db.connect(db.resolve_dsn(dsn)) as conn, conn.transaction():
         config_mod.set_value(conn, key, value)
+        values = config_mod.effective(conn) if key == "billing.states" else {}
     click.echo(f"{key} saved.")
+    if key == "billing.states":
+        _tell_unknown_states(values)
     if setting is not None and setting.secret:
         click.echo(f"warning: {key} is stored in plain text in kivi_otrs.settings and in every pg_dump of this "
                    f"database; prefer {setting.env}, a systemd credential or a secrets file, then "
                    f"kivi-otrs config unset {key}", err=True)
+
+
+def _tell_unknown_states(values: dict[str, Any]) -> None:
+    """Each state searched alone in OTRS: a name no ticket has is likely misspelled (one unknown name empties
+    Znuny's whole TicketSearch silently)."""
+    from .otrs import OtrsClient
+
+    try:
+        with OtrsClient(config_mod.otrs_settings(values)) as client:
+            hits = client.state_hits()
+    except KiviOtrsError as exc:
+        click.echo(f"note: the state names were not checked against OTRS ({db.redact(str(exc))}); "
+                   "run kivi-otrs check-otrs", err=True)
+        return
+    for state, hit in hits.items():
+        if not hit:
+            click.echo(f"warning: no ticket in OTRS has the state {state!r}; if it is misspelled or wrongly cased "
+                       "(OTRS compares exactly), Znuny's search finds nothing at all and nothing is billed",
+                       err=True)
 
 
 @config_group.command("unset")

@@ -136,6 +136,10 @@ def test_tickets_and_check_otrs_commands(migrated_dsn: str, helpdesk: OtrsDouble
     assert "falsch-falsch" not in wrong.stdout + wrong.stderr
     yaml_text = cli("otrs-webservice", dsn=migrated_dsn).stdout
     assert "Route: /TicketList" in yaml_text and f"{helpdesk.base_url}nph-genericinterface.pl" in yaml_text
+    states = cli("config", "set", "billing.states", '["closed successful", "Closed Successful"]', dsn=migrated_dsn)
+    assert states.returncode == 0, states.stderr
+    assert "no ticket in OTRS has the state 'Closed Successful'" in states.stderr
+    assert "'closed successful'" not in states.stderr
 
 
 def test_monthly_run_writes_back_and_excludes_billed_tickets(conn: psycopg.Connection[Any], migrated_dsn: str,
