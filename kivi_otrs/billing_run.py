@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,12 +45,14 @@ JOIN public.customer cu ON cu.id = oe.customer_id
 WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type = 'sales_order' AND NOT coalesce(oe.closed, false)
 ORDER BY oe.id LIMIT 1
 """
+# From the ledger (index on customer_number, period_start) to the order: kivitendo has no index on
+# btrim(customernumber) or oe.customer_id, so starting from oe scanned it once per customer.
 MONTH_DRAFT_SQL = """
-SELECT oe.id FROM public.oe oe
+SELECT oe.id FROM kivi_otrs.ledger l
+JOIN public.oe oe ON oe.id = l.oe_id
 JOIN public.customer cu ON cu.id = oe.customer_id
-WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type::text = 'sales_order' AND NOT coalesce(oe.closed, false)
-  AND EXISTS (SELECT 1 FROM kivi_otrs.ledger l
-              WHERE l.oe_id = oe.id AND l.source = 'bill' AND l.period_start = %(first)s AND l.state = 'billed')
+WHERE l.customer_number = %(number)s AND l.period_start = %(first)s AND l.source = 'bill' AND l.state = 'billed'
+  AND btrim(cu.customernumber) = %(number)s AND oe.record_type::text = 'sales_order' AND NOT coalesce(oe.closed, false)
 ORDER BY oe.id DESC LIMIT 1
 """
 # kivitendo's own numbering of sales orders: the number in defaults.sonumber, incremented with its
@@ -120,6 +123,7 @@ class RunSummary:
     writeback_pending: int = 0
     writeback_error: str | None = None
     aborted: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: otrs, database, writeback
 
     @property
     def failed(self) -> list[CustomerResult]:
@@ -218,6 +222,7 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         period = resolve_period(period_spec or values["billing.period"], values["site.timezone"],
                                 date_from=date_from, date_to=date_to)
         first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
+        started = time.perf_counter()
         fetched = fetch_all(otrs_settings, period)
         tickets, otrs_skipped = ((fetched.tickets, fetched.skipped) if isinstance(fetched, TicketResult)
                                  else (fetched, []))
@@ -225,8 +230,11 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         for t in tickets:
             if customers is None or t.customer_id in customers:
                 groups[t.customer_id].append(t)
+        del fetched, tickets
         summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()),
                              skipped_tickets=list(otrs_skipped))
+        summary.phases["otrs"] = time.perf_counter() - started
+        started = time.perf_counter()
         known = dict(conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall())
         conn.commit()
         billable = sum(1 for n in groups if n in known)
@@ -240,24 +248,28 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
             if progress:
                 done += 1
                 progress(number, done, billable)
-            result = _bill_customer(conn, number, known[number], groups[number], first, last, billing, renderer,
-                                    values, user, dry_run)
+            result = _bill_customer(conn, number, known[number], groups.pop(number), first, last, billing,
+                                    renderer, values, user, dry_run)
             summary.customers.append(result)
             if conn.closed or conn.broken:
+                summary.phases["database"] = time.perf_counter() - started
                 result.error = "lost the database connection"
                 billed = sum(1 for c in summary.customers if c.status == "billed")
                 summary.aborted = (f"lost the database connection after {len(summary.customers) - 1} customer(s) "
                                    f"({billed} billed); run kivi-otrs bill again: it bills only what is missing")
                 return summary
+        summary.phases["database"] = time.perf_counter() - started
         if values.get("writeback.enabled") and not dry_run:
             from .writeback import process
 
+            started = time.perf_counter()
             try:
                 summary.writeback = process(conn, otrs_settings, values["writeback.field"])
             except KiviOtrsError as exc:
                 summary.writeback_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             summary.writeback_pending = int(conn.execute(WRITEBACK_PENDING_SQL).fetchone()[0])  # type: ignore[index]
             conn.commit()
+            summary.phases["writeback"] = time.perf_counter() - started
     return summary
 
 

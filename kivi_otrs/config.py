@@ -244,7 +244,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("otrs.timezone", "UTC", _parse_timezone,
                 "OTRS's system time zone (close times in TicketSearch/TicketGet); UTC unless OTRSTimeZone was changed"),
         Setting("otrs.batch_size", "50", _number(1, 1000, "tickets", int, whole=True),
-                "Tickets per TicketGet call (1 to 1000)"),
+                "Tickets in the first TicketGet call (1 to 1000); later calls are sized from the measured seconds "
+                "and bytes per ticket"),
+        Setting("otrs.parallel_requests", "4", _number(1, 16, "requests", int, whole=True),
+                "TicketGet calls sent to OTRS at the same time (1 to 16; 1 = one after another)"),
         Setting("otrs.search_limit", "500", _number(1, 10000, "tickets", int, whole=True),
                 "Limit passed to TicketSearch (1 to 10000); a period that hits it is split so nothing is cut"),
         Setting("billing.states", '["closed successful"]', _parse_states, "Billable ticket states by name (JSON list)"),
@@ -495,6 +498,7 @@ class OtrsSettings:
     time_unit: str = "minutes"
     batch_size: int = 50
     search_limit: int = 500
+    parallel_requests: int = 4
     states: tuple[str, ...] = ("closed successful",)
     timezone: str = "Europe/Berlin"
     period: str = "previous-month"
@@ -522,6 +526,7 @@ def otrs_settings(values: dict[str, Any]) -> OtrsSettings:
         time_unit=values["otrs.time_unit"],
         batch_size=values["otrs.batch_size"],
         search_limit=values["otrs.search_limit"],
+        parallel_requests=values["otrs.parallel_requests"],
         states=values["billing.states"],
         timezone=values["site.timezone"],
         period=values["billing.period"],

@@ -21,6 +21,13 @@ What the GenericInterface does and how it is handled here:
   field to a fixed value, so repeating it is harmless too;
 * TicketSearch returns at most ``Limit`` ids with no paging: a period that hits the limit
   is halved (by close time) until every part is below it;
+* searches and TicketGet batches go out ``otrs.parallel_requests`` at a time (Znuny
+  serves each in its own process); every thread has its own ``requests.Session`` and a
+  renewed session id is shared, so an expired session costs one SessionCreate, not one
+  per thread; ``parallel_requests = 1`` sends one request after another;
+* TicketGet batches start at ``otrs.batch_size`` tickets and are then sized from what the
+  calls so far cost (:class:`BatchSizer`); answers are turned into :class:`Ticket` batch
+  by batch, so the raw JSON of a month is never held at once;
 * one ticket the agent may not see fails a whole TicketGet batch with
   ``TicketGet.AccessDenied``: the batch is bisected and only that ticket is skipped;
 * a ticket closed, reopened and closed again matches every period with a close event;
@@ -34,14 +41,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -64,9 +73,17 @@ MINUTES_PER_UNIT = {"minutes": Decimal(1), "hours": Decimal(60)}
 MAX_TIME_UNITS = Decimal(100000)  # beyond this an accounted time is a typo (1e9, 1e30), not work to bill
 CREATE_TIME_FLOOR = datetime(1970, 1, 1, 0, 0, 1)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# TicketGet batch sizing (see BatchSizer): one call should answer well within otrs.read_timeout
+# and carry at most about 1 MiB, larger batches only where they save noticeable time.
+TARGET_CALL_SECONDS = 5.0
+TARGET_CALL_BYTES = 1 << 20
+MAX_BATCH = 1000
+MIN_GAIN_SECONDS = 1.0
+_T = TypeVar("_T")
+HEADERS = {"Accept": "application/json", "User-Agent": "kivi-otrs"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """One billable ticket as the billing code needs it."""
 
@@ -113,6 +130,12 @@ def customer_search_value(customer_number: str) -> str:
     return value or "*"
 
 
+def _info(raw: dict[str, Any]) -> dict[str, Any]:
+    """How a skipped ticket is named in the run's report."""
+    return {"ticket_id": raw.get("TicketID"), "ticket_number": clean_text(raw.get("TicketNumber", ""), 40),
+            "title": clean_text(raw.get("Title", ""))}
+
+
 def _decimal(value: object) -> Decimal:
     if value is None or value == "":
         return Decimal(0)
@@ -129,9 +152,84 @@ def _text(value: object) -> str:
     return str(value).replace("\x00", "")
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+class BatchSizer:
+    """How many tickets the next TicketGet asks for, from the calls measured so far.
+
+    A call costs a fixed part (Znuny under CGI: about 0.8 s to start the process and check
+    the session; the stand-in: its latency) plus a part per ticket (reading it, Extended's
+    close time, dynamic fields), and its answer has some bytes per ticket. The fixed part
+    is the quickest call seen (SessionCreate and TicketSearch answers carry no tickets); the
+    part per ticket is what TicketGet calls took beyond it, divided by their tickets. The
+    ideal batch is the largest whose call stays within :data:`TARGET_CALL_SECONDS` (and a
+    quarter of ``otrs.read_timeout``) and whose answer within :data:`TARGET_CALL_BYTES`
+    (memory stays flat however big the month), never above :data:`MAX_BATCH`.
+
+    The size starts at ``otrs.batch_size``; it shrinks at once to the ideal when calls are
+    too slow or too big, and grows at most twofold per step (a wrong estimate costs one slow
+    call, not a timeout) and only when the calls saved on the tickets still to fetch save at
+    least :data:`MIN_GAIN_SECONDS` of fixed costs: a small month keeps the configured size.
+    """
+
+    def __init__(self, start: int, parallel: int = 1, read_timeout: float = 30.0) -> None:
+        self.size = max(1, min(start, MAX_BATCH))
+        self.parallel = max(1, parallel)
+        self.target_seconds = min(TARGET_CALL_SECONDS, read_timeout / 4)
+        self.fixed: float | None = None
+        self.calls = 0
+        self.tickets = 0
+        self.seconds = 0.0
+        self.bytes = 0
+        self.sizes: list[int] = []
+
+    def fixed_cost(self, seconds: float) -> None:
+        """A call's duration: the fixed part is at most the quickest call."""
+        self.fixed = seconds if self.fixed is None else min(self.fixed, seconds)
+
+    def observe(self, tickets: int, seconds: float, size: int) -> None:
+        """One TicketGet call of ``tickets`` tickets took ``seconds`` and answered ``size`` bytes."""
+        self.fixed_cost(seconds)
+        self.calls += 1
+        self.tickets += tickets
+        self.seconds += seconds
+        self.bytes += size
+
+    def ideal(self) -> int:
+        if not self.tickets:
+            return self.size
+        fixed = self.fixed or 0.0
+        per_second = max(0.0, self.seconds - self.calls * fixed) / self.tickets
+        per_byte = self.bytes / self.tickets
+        best = float(MAX_BATCH)
+        if per_second > 0:
+            best = min(best, max(0.0, self.target_seconds - fixed) / per_second)
+        if per_byte > 0:
+            best = min(best, TARGET_CALL_BYTES / per_byte)
+        return max(1, int(best))
+
+    def next_size(self, remaining: int) -> int:
+        """The size of the next batch, ``remaining`` tickets still to fetch."""
+        ideal = self.ideal()
+        if ideal < self.size:
+            self.size = ideal
+        elif ideal > self.size and remaining > self.size:
+            grown = min(ideal, 2 * self.size)
+            saved = math.ceil(remaining / self.size) - math.ceil(remaining / grown)
+            if saved * (self.fixed or 0.0) / self.parallel >= MIN_GAIN_SECONDS:
+                self.size = grown
+        size = min(self.size, remaining)
+        if not self.sizes or self.sizes[-1] != self.size:
+            self.sizes.append(self.size)
+        return size
+
+
+def _done(fn: Callable[..., _T], *args: Any) -> Future[_T]:
+    """``fn(*args)`` run in this thread, as a finished future (parallel_requests = 1)."""
+    future: Future[_T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:  # handed to the caller through the future, as a pool would
+        future.set_exception(exc)
+    return future
 
 
 def fetch_closed(settings: OtrsSettings, customer_number: str | None, period: Period) -> TicketResult:
@@ -151,6 +249,7 @@ class _SessionCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
         self._ids: dict[tuple[str, str, int], str] = {}
 
     def get(self, key: tuple[str, str, int]) -> str | None:
@@ -163,6 +262,17 @@ class _SessionCache:
                 self._ids.pop(key, None)
             else:
                 self._ids[key] = session_id
+
+    def renew(self, key: tuple[str, str, int], stale: str | None, login: Callable[[], str]) -> str:
+        """A session id other than ``stale``: one another thread just created, else a new login.
+
+        Threads whose calls fail on the same expired session wait here for one SessionCreate.
+        """
+        with self._login_lock:
+            current = self.get(key)
+            if current is not None and current != stale:
+                return current
+            return login()
 
 
 SESSIONS = _SessionCache()
@@ -181,9 +291,15 @@ class OtrsClient:
         self.retries = retries
         self.backoff = backoff
         self.http = http or requests.Session()
-        self.http.headers.update({"Accept": "application/json", "User-Agent": "kivi-otrs"})
+        self.http.headers.update(HEADERS)
         self.requests_made = 0
         self.calls: dict[str, int] = {}
+        self.fastest: float | None = None  # seconds of the quickest call so far (BatchSizer's fixed cost)
+        self.batch_sizes: list[int] = []  # TicketGet sizes of the last closed_tickets, for reports and benches
+        self._count_lock = threading.Lock()
+        self._local = threading.local()
+        self._thread_http: list[requests.Session] = []
+        self._pool: ThreadPoolExecutor | None = None
         parts = urlsplit(settings.endpoint)
         self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self._cache_key = (settings.endpoint, settings.user, hash(settings.password))
@@ -192,7 +308,35 @@ class OtrsClient:
         return f"OtrsClient({self._where!r}, user={self.settings.user!r})"
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for session in self._thread_http:
+            session.close()
+        self._thread_http.clear()
         self.http.close()
+
+    # -- parallel requests ---------------------------------------------------------------------
+
+    @property
+    def parallel(self) -> int:
+        return max(1, self.settings.parallel_requests)
+
+    def _start_thread(self) -> None:
+        """Worker threads get their own requests.Session (a Session is not meant to be shared)."""
+        session = requests.Session()
+        session.headers.update(HEADERS)
+        self._local.http = session
+        with self._count_lock:
+            self._thread_http.append(session)
+
+    def _submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        """``fn(*args)`` on one of ``parallel_requests`` worker threads, or here when that is 1."""
+        if self.parallel == 1:
+            return _done(fn, *args)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parallel, "kivi-otrs-otrs", initializer=self._start_thread)
+        return self._pool.submit(fn, *args)
 
     def __enter__(self) -> OtrsClient:
         return self
@@ -206,10 +350,13 @@ class OtrsClient:
         """One HTTP exchange; maps every failure to a one-line HelpdeskError without secrets."""
         method, route = ROUTES[operation]
         url = self.settings.endpoint + route.format(ticket_id=ticket_id)
-        self.requests_made += 1
-        self.calls[operation] = self.calls.get(operation, 0) + 1
+        with self._count_lock:
+            self.requests_made += 1
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+        http: requests.Session = getattr(self._local, "http", None) or self.http
+        started = time.perf_counter()
         try:
-            response = self.http.request(
+            response = http.request(
                 method, url, data=json.dumps(body), headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout), verify=self.settings.verify_tls,
                 allow_redirects=False,
@@ -233,6 +380,10 @@ class OtrsClient:
         except requests.exceptions.RequestException as exc:
             raise HelpdeskUnavailable(f"request to OTRS at {self._where} failed ({operation}): "
                                       f"{type(exc).__name__}") from None
+        seconds = time.perf_counter() - started
+        self._local.last = (seconds, len(response.content))
+        with self._count_lock:
+            self.fastest = seconds if self.fastest is None else min(self.fastest, seconds)
         return self._decode(operation, response)
 
     def _decode(self, operation: str, response: requests.Response) -> dict[str, Any]:
@@ -300,16 +451,16 @@ class OtrsClient:
         session_id = SESSIONS.get(self._cache_key)
         fresh = session_id is None
         if session_id is None:
-            session_id = self._login_or_explain()
+            session_id = SESSIONS.renew(self._cache_key, None, self._login_or_explain)
         try:
             return self._attempts(operation, {**body, "SessionID": session_id}, ticket_id)
         except HelpdeskAuthError:
-            SESSIONS.put(self._cache_key, None)
             if fresh:
+                SESSIONS.put(self._cache_key, None)
                 raise HelpdeskAuthError(f"OTRS refused {operation} for a brand-new session of agent "
                                         f"{self.settings.user!r}; the agent lacks permission", f"{operation}.AuthFail") from None
             log.info("OTRS session expired; logging in again")
-            session_id = self._login_or_explain()
+            session_id = SESSIONS.renew(self._cache_key, session_id, self._login_or_explain)
             return self._attempts(operation, {**body, "SessionID": session_id}, ticket_id)
 
     def _login_or_explain(self) -> str:
@@ -350,60 +501,111 @@ class OtrsClient:
             raise HelpdeskError("OTRS answered TicketGet without a Ticket list")
         return tickets
 
+    def _get_measured(self, ticket_ids: list[int]) -> tuple[list[dict[str, Any]], float, int]:
+        """One TicketGet batch with the seconds and answer bytes of its (last) HTTP exchange."""
+        tickets = self.get(ticket_ids)
+        seconds, size = self._local.last
+        return tickets, seconds, size
+
+    def iter_batches(self, ticket_ids: Iterable[int], skipped: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        """Batched TicketGet, ``parallel_requests`` calls at a time; yields each answer as it arrives.
+
+        Batch sizes come from :class:`BatchSizer`. A batch denied as a whole is bisected so
+        only the denied tickets are left out (and listed in ``skipped``).
+        """
+        todo = sorted(set(ticket_ids))
+        sizer = BatchSizer(self.settings.batch_size, self.parallel, self.settings.read_timeout)
+        self.batch_sizes = sizer.sizes
+        position = 0
+        halves: list[list[int]] = []
+        running: dict[Future[tuple[list[dict[str, Any]], float, int]], list[int]] = {}
+        try:
+            while True:
+                while len(running) < self.parallel and (halves or position < len(todo)):
+                    if halves:
+                        batch = halves.pop(0)
+                    else:
+                        if self.fastest is not None:
+                            sizer.fixed_cost(self.fastest)
+                        size = sizer.next_size(len(todo) - position)
+                        batch, position = todo[position:position + size], position + size
+                    running[self._submit(self._get_measured, batch)] = batch
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: running[f][0]):
+                    batch = running.pop(future)
+                    try:
+                        tickets, seconds, size = future.result()
+                    except HelpdeskError as exc:
+                        if exc.error_code != "TicketGet.AccessDenied":
+                            raise
+                        if len(batch) == 1:
+                            skipped.append({"ticket_id": batch[0], "ticket_number": "", "title": "",
+                                            "reason": "OTRS denies the agent access to this ticket "
+                                                      "(TicketGet.AccessDenied)"})
+                        else:
+                            middle = len(batch) // 2
+                            halves[:0] = [batch[:middle], batch[middle:]]
+                        continue
+                    sizer.observe(len(batch), seconds, size)
+                    yield tickets
+        finally:
+            for future in running:
+                future.cancel()
+
     def get_many(self, ticket_ids: Iterable[int], skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Batched TicketGet; a batch denied as a whole is bisected so only the denied tickets are left out."""
-        found: list[dict[str, Any]] = []
-        pending = [list(batch) for batch in _chunks(sorted(set(ticket_ids)), self.settings.batch_size)]
-        while pending:
-            batch = pending.pop(0)
-            try:
-                found.extend(self.get(batch))
-            except HelpdeskError as exc:
-                if exc.error_code != "TicketGet.AccessDenied":
-                    raise
-                if len(batch) == 1:
-                    skipped.append({"ticket_id": batch[0], "ticket_number": "", "title": "",
-                                    "reason": "OTRS denies the agent access to this ticket (TicketGet.AccessDenied)"})
-                    continue
-                middle = len(batch) // 2
-                pending[:0] = [batch[:middle], batch[middle:]]
-        return found
+        """Batched TicketGet (see :meth:`iter_batches`), all answers in one list."""
+        return [ticket for batch in self.iter_batches(ticket_ids, skipped) for ticket in batch]
 
     def search_period(self, criteria: dict[str, Any], start: datetime, last: datetime) -> tuple[list[int], int]:
         """Ids of tickets closed in [start, last] (OTRS time zone, inclusive), splitting at the search limit.
 
         A window that still hits the limit is halved; a single second that does (a bulk close) is split
-        further by the tickets' create time, so no admin has to raise ``otrs.search_limit``.
+        further by the tickets' create time, so no admin has to raise ``otrs.search_limit``. The parts
+        are searched ``parallel_requests`` at a time.
         """
         limit = self.settings.search_limit
         ids: set[int] = set()
         searches = 0
         parts: list[tuple[str, datetime, datetime, datetime, datetime]] = [("close", start, last, start, last)]
-        while parts:
-            kind, low, high, close_low, close_high = parts.pop()
-            window = {"TicketCloseTimeNewerDate": close_low.strftime(OTRS_FORMAT),
-                      "TicketCloseTimeOlderDate": close_high.strftime(OTRS_FORMAT), "Limit": limit}
-            if kind == "create":
-                window.update({"TicketCreateTimeNewerDate": low.strftime(OTRS_FORMAT),
-                               "TicketCreateTimeOlderDate": high.strftime(OTRS_FORMAT)})
-            found = self.search({**criteria, **window})
-            searches += 1
-            if len(found) < limit:
-                ids.update(found)
-                continue
-            if high <= low:
-                if kind == "close":  # one second of closes: split it by create time
-                    parts.append(("create", CREATE_TIME_FLOOR, high, low, high))
-                    continue
-                raise HelpdeskError(f"more than {limit} tickets created and closed within the same second "
-                                    f"({low:%Y-%m-%d %H:%M:%S}); raise otrs.search_limit")
-            middle = (low + (high - low) / 2).replace(microsecond=0)
-            if kind == "close":
-                parts.append(("close", low, middle, low, middle))
-                parts.append(("close", middle + timedelta(seconds=1), high, middle + timedelta(seconds=1), high))
-            else:
-                parts.append(("create", low, middle, close_low, close_high))
-                parts.append(("create", middle + timedelta(seconds=1), high, close_low, close_high))
+        running: dict[Future[list[int]], tuple[str, datetime, datetime, datetime, datetime]] = {}
+        try:
+            while parts or running:
+                while parts and len(running) < self.parallel:
+                    part = parts.pop()
+                    kind, low, high, close_low, close_high = part
+                    window = {"TicketCloseTimeNewerDate": close_low.strftime(OTRS_FORMAT),
+                              "TicketCloseTimeOlderDate": close_high.strftime(OTRS_FORMAT), "Limit": limit}
+                    if kind == "create":
+                        window.update({"TicketCreateTimeNewerDate": low.strftime(OTRS_FORMAT),
+                                       "TicketCreateTimeOlderDate": high.strftime(OTRS_FORMAT)})
+                    running[self._submit(self.search, {**criteria, **window})] = part
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    kind, low, high, close_low, close_high = running.pop(future)
+                    found = future.result()
+                    searches += 1
+                    if len(found) < limit:
+                        ids.update(found)
+                        continue
+                    if high <= low:
+                        if kind == "close":  # one second of closes: split it by create time
+                            parts.append(("create", CREATE_TIME_FLOOR, high, low, high))
+                            continue
+                        raise HelpdeskError(f"more than {limit} tickets created and closed within the same second "
+                                            f"({low:%Y-%m-%d %H:%M:%S}); raise otrs.search_limit")
+                    middle = (low + (high - low) / 2).replace(microsecond=0)
+                    if kind == "close":
+                        parts.append(("close", low, middle, low, middle))
+                        parts.append(("close", middle + timedelta(seconds=1), high, middle + timedelta(seconds=1),
+                                      high))
+                    else:
+                        parts.append(("create", low, middle, close_low, close_high))
+                        parts.append(("create", middle + timedelta(seconds=1), high, close_low, close_high))
+        finally:
+            for future in running:
+                future.cancel()
         return sorted(ids), searches
 
     def closed_tickets(self, customer_number: str | None, period: Period) -> TicketResult:
@@ -419,34 +621,34 @@ class OtrsClient:
         last = datetime.strptime(high_text, OTRS_FORMAT)
         result = TicketResult()
         ids, result.searches = self.search_period(criteria, start, last)
-        raw_tickets = self.get_many(ids, result.skipped)
         period_start = period.start
         period_end = period.end
-        for raw in raw_tickets:
-            ticket, reason = self._ticket(raw)
-            info = {"ticket_id": raw.get("TicketID"), "ticket_number": clean_text(raw.get("TicketNumber", ""), 40),
-                    "title": clean_text(raw.get("Title", ""))}
+        shared: dict[str, str] = {}  # one str object per distinct state, queue, customer ... (memory)
+        for raw in (raw for batch in self.iter_batches(ids, result.skipped) for raw in batch):
+            ticket, reason = self._ticket(raw, shared)
             if ticket is None:
-                result.skipped.append({**info, "reason": reason})
+                result.skipped.append({**_info(raw), "reason": reason})
                 continue
             if customer_number is not None and ticket.customer_id != customer_number:
                 if ticket.customer_id.casefold() == customer_number.casefold():
-                    result.skipped.append({**info, "reason": f"CustomerID {ticket.customer_id!r} differs from "
-                                                             f"{customer_number!r} in case only; correct it in OTRS"})
+                    result.skipped.append({**_info(raw), "reason": f"CustomerID {ticket.customer_id!r} differs "
+                                                                  f"from {customer_number!r} in case only; correct "
+                                                                  "it in OTRS"})
                 continue  # another customer's ticket matched the wildcard search
             if ticket.state not in settings.states:
                 continue
             if ticket.closed is not None and not (period_start <= ticket.closed < period_end):
-                result.skipped.append({**info, "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M %Z}, "
-                                                         "billed in that period"})
+                result.skipped.append({**_info(raw), "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M %Z}, "
+                                                              "billed in that period"})
                 continue
             result.tickets.append(ticket)
         result.tickets.sort(key=lambda t: (t.closed or period_start, t.ticket_id))
-        log.info("OTRS: %d tickets, %d skipped, %d requests", len(result.tickets), len(result.skipped),
-                 self.requests_made)
+        log.info("OTRS: %d tickets, %d skipped, %d requests (%d searches), TicketGet batch sizes %s",
+                 len(result.tickets), len(result.skipped), self.requests_made, result.searches,
+                 "/".join(map(str, self.batch_sizes)) or "-")
         return result
 
-    def _ticket(self, raw: dict[str, Any]) -> tuple[Ticket | None, str]:
+    def _ticket(self, raw: dict[str, Any], shared: dict[str, str] | None = None) -> tuple[Ticket | None, str]:
         try:
             ticket_id = int(str(raw["TicketID"]))
         except (KeyError, ValueError):
@@ -475,14 +677,20 @@ class OtrsClient:
                 if isinstance(value, list):
                     value = ",".join(map(str, value))
                 fields[str(item["Name"])] = "" if value is None else str(value)
-        minutes = units * MINUTES_PER_UNIT[self.settings.time_unit]
-        if minutes == minutes.to_integral():
-            minutes = minutes.quantize(Decimal(1))
+        factor = MINUTES_PER_UNIT[self.settings.time_unit]
+        if factor == 1 and units.as_tuple().exponent == 0:
+            minutes = units  # the same value: one object
+        else:
+            minutes = units * factor
+            if minutes == minutes.to_integral():
+                minutes = minutes.quantize(Decimal(1))
+        one = (lambda text: shared.setdefault(text, text)) if shared is not None else (lambda text: text)
         return Ticket(
             ticket_id=ticket_id, number=_text(raw.get("TicketNumber", "")), title=_text(raw.get("Title", "")),
-            state=str(raw.get("State", "")), state_type=str(raw.get("StateType", "")), queue=str(raw.get("Queue", "")),
-            service=str(raw.get("Service") or ""), type=str(raw.get("Type") or ""),
-            customer_id=str(raw.get("CustomerID") or ""), customer_user=str(raw.get("CustomerUserID") or ""),
+            state=one(str(raw.get("State", ""))), state_type=one(str(raw.get("StateType", ""))),
+            queue=one(str(raw.get("Queue", ""))), service=one(str(raw.get("Service") or "")),
+            type=one(str(raw.get("Type") or "")), customer_id=one(str(raw.get("CustomerID") or "")),
+            customer_user=one(str(raw.get("CustomerUserID") or "")),
             closed=closed, time_units=units, minutes=minutes,
             dynamic_fields=fields,
         ), ""

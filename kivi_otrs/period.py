@@ -7,6 +7,7 @@ system time zone (UTC by default) with both bounds inclusive and the exact forma
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -65,7 +66,13 @@ def otrs_bounds(period: Period, otrs_tz: str = "UTC") -> tuple[str, str]:
     return start.strftime(OTRS_FORMAT), last.strftime(OTRS_FORMAT)
 
 
+_OTRS_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
 def parse_otrs_time(value: str, otrs_tz: str = "UTC") -> datetime:
     """An OTRS ``YYYY-MM-DD HH:MM:SS`` (system time zone) as an aware datetime; ValueError if malformed."""
-    naive = datetime.strptime(value, OTRS_FORMAT)
+    if _OTRS_TIME.fullmatch(value):  # the usual zero-padded form: fromisoformat is ~10x faster than strptime
+        naive = datetime.fromisoformat(value)
+    else:
+        naive = datetime.strptime(value, OTRS_FORMAT)
     return naive.replace(tzinfo=ZoneInfo(otrs_tz))

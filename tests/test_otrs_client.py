@@ -273,3 +273,40 @@ def test_nul_characters_in_titles_are_dropped(otrs: OtrsDouble) -> None:
     with client(otrs) as c:
         [ticket] = c.closed_tickets("KIVI-1001", OCTOBER).tickets
     assert ticket.title == "NullByte"
+
+
+def test_parallel_fetch_renews_an_expired_session_once_and_bisects_denied_batches(otrs: OtrsDouble) -> None:
+    """Four requests at a time: same tickets as one at a time, one SessionCreate after expiry, denied ticket skipped."""
+    for i in range(120):
+        otrs.add_ticket(600 + i, f"P{i}", f"KIVI-{1000 + i % 7}", 15, october(1 + i % 30, 8 + i % 12))
+    otrs.denied = {655}
+    with client(otrs, batch_size=10, search_limit=20, parallel_requests=4) as c:
+        c.closed_tickets(None, OCTOBER)  # logs in
+        otrs.expire_sessions()
+        before = otrs.calls["SessionCreate"]
+        result = c.closed_tickets(None, OCTOBER)
+    assert otrs.calls["SessionCreate"] == before + 1
+    assert sorted(t.ticket_id for t in result.tickets) == [600 + i for i in range(120) if i != 55]
+    assert [s["ticket_id"] for s in result.skipped] == [655]
+    with client(otrs, batch_size=10, search_limit=20, parallel_requests=1) as c:
+        sequential = c.closed_tickets(None, OCTOBER)
+    assert [t.ticket_id for t in sequential.tickets] == [t.ticket_id for t in result.tickets]
+
+
+def test_batch_size_follows_the_measured_cost_per_call_and_ticket() -> None:
+    """Fixed cost dominant: batches grow (at most twofold); slow or big answers: they shrink at once."""
+    from kivi_otrs.otrs import BatchSizer
+
+    sizer = BatchSizer(50, parallel=4, read_timeout=30)
+    sizer.fixed_cost(0.8)  # Znuny under CGI: SessionCreate
+    sizer.observe(50, 0.8 + 50 * 0.005, 50 * 1500)
+    assert sizer.next_size(50000) == 100
+    assert sizer.next_size(50000) == 200
+    assert sizer.next_size(50000) == 400
+    assert sizer.next_size(50000) == 699  # 1 MiB of answer at 1500 bytes per ticket
+    sizer.observe(699, 20.0, 699 * 1500)  # far slower than measured so far
+    assert sizer.next_size(50000) < 699
+    small = BatchSizer(50, parallel=4)
+    small.fixed_cost(0.002)
+    small.observe(50, 0.004, 50 * 1500)
+    assert small.next_size(950) == 50  # growing would save milliseconds: the configured size stays
