@@ -3,6 +3,8 @@
 -- CustomerID = btrim(customernumber); customers without a number are left out; when
 -- several customers share a number, the non-obsolete one with the lowest id wins
 -- (kivi-otrs doctor lists the duplicates). valid_id 2 for obsolete customers.
+-- Customers with given numbers are found through kivi_otrs.customer_number (kept by
+-- refresh_customers), as kivitendo has no index on btrim(customernumber).
 CREATE OR REPLACE FUNCTION kivi_otrs.customer_company_rows(p_numbers text[])
 RETURNS SETOF kivi_otrs.customer_company
 LANGUAGE sql STABLE
@@ -13,7 +15,9 @@ WITH numbered AS (
                               ORDER BY coalesce(cu.obsolete, false), cu.id) AS rank
     FROM public.customer cu
     WHERE coalesce(btrim(cu.customernumber), '') <> ''
-      AND (p_numbers IS NULL OR btrim(cu.customernumber) = ANY (p_numbers))
+      AND (p_numbers IS NULL
+           OR (cu.id = ANY (ARRAY(SELECT customer_db_id FROM kivi_otrs.customer_number WHERE number = ANY (p_numbers)))
+               AND btrim(cu.customernumber) = ANY (p_numbers)))
 )
 SELECT n.number, n.name, n.department_1, n.street, n.zipcode, n.city, co.description_en, n.phone, n.fax,
        n.homepage, n.email, n.notes, n.gln,

@@ -22,10 +22,31 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.login:' || v_login, 0));
         END LOOP;
     END IF;
-    DELETE FROM kivi_otrs.customer_user WHERE login = ANY (p_logins);
-    -- EXECUTE plans with the actual ids, so the inlined row function uses the primary keys.
-    EXECUTE 'INSERT INTO kivi_otrs.customer_user SELECT * FROM kivi_otrs.customer_user_rows($1)'
-    USING ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (p_logins));
+    -- Rows that did not change are left alone and changed ones are updated in place: a
+    -- contact save that keeps login, search text and validity is a HOT update (fillfactor
+    -- 70, migration 0006) and touches none of the mirror's indexes. EXECUTE plans with the
+    -- actual ids, so the inlined row function uses the primary keys.
+    EXECUTE $q$
+        WITH fresh AS (SELECT * FROM kivi_otrs.customer_user_rows($1)),
+        gone AS (
+            DELETE FROM kivi_otrs.customer_user c
+            WHERE c.login = ANY ($2) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.login = c.login))
+        INSERT INTO kivi_otrs.customer_user AS c SELECT * FROM fresh
+        ON CONFLICT (login) DO UPDATE SET
+            (cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender,
+             department, position, cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city,
+             country, phone, fax, homepage, gln, cp_valid_id, create_time, change_time, search_text,
+             cp_id, customer_db_id, contact_ids) =
+            (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_title,
+             EXCLUDED.cp_givenname, EXCLUDED.cp_name, EXCLUDED.gender, EXCLUDED.department,
+             EXCLUDED.position, EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax,
+             EXCLUDED.name, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
+             EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.cp_valid_id,
+             EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id,
+             EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
+        WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*)
+    $q$
+    USING ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (p_logins)), p_logins;
 END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.refresh_logins(text[]) IS 'Recompute the OTRS customer users with these logins';

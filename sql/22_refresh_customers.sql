@@ -1,6 +1,8 @@
 -- drop: DROP FUNCTION IF EXISTS kivi_otrs.refresh_customers(integer[], text[])
 -- Mirror changed kivitendo customers: their companies (by old and new number) and
--- the customer users of their contacts.
+-- the customer users of their contacts. Every lookup goes through an index: the
+-- customers sharing a number through kivi_otrs.customer_number, the customer users whose
+-- primary customer this was through customer_user.customer_db_id.
 CREATE OR REPLACE FUNCTION kivi_otrs.refresh_customers(p_customer_ids integer[], p_old_numbers text[])
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
@@ -20,6 +22,10 @@ BEGIN
         UNION
         SELECT customer_id FROM kivi_otrs.customer_company WHERE customer_db_id = ANY (p_customer_ids));
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
+    DELETE FROM kivi_otrs.customer_number WHERE customer_db_id = ANY (p_customer_ids);
+    INSERT INTO kivi_otrs.customer_number (customer_db_id, number)
+    SELECT id, btrim(customernumber) FROM public.customer
+    WHERE id = ANY (p_customer_ids) AND coalesce(btrim(customernumber), '') <> '';
     DELETE FROM kivi_otrs.customer_company WHERE customer_id = ANY (v_numbers) OR customer_db_id = ANY (p_customer_ids);
     EXECUTE 'INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows($1)'
     USING v_numbers;

@@ -17,6 +17,9 @@ BEGIN
     -- Stored in hash order, so that matches of a search term are spread over the table and
     -- a LIMIT 250 scan stops early instead of meeting them in one cluster.
     INSERT INTO kivi_otrs.customer_user SELECT * FROM kivi_otrs.customer_user_rows(NULL) ORDER BY md5(login);
+    DELETE FROM kivi_otrs.customer_number;
+    INSERT INTO kivi_otrs.customer_number (customer_db_id, number)
+    SELECT id, btrim(customernumber) FROM public.customer WHERE coalesce(btrim(customernumber), '') <> '';
     DELETE FROM kivi_otrs.customer_company;
     INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows(NULL);
     UPDATE kivi_otrs.sync_state SET stale = false, last_error = NULL, last_error_at = NULL, last_full_refresh = now();
