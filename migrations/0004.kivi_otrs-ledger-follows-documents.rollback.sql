@@ -1,6 +1,7 @@
 -- Undo 0004: invoiced entries become billed again (the older ledger knew no invoices).
 DROP INDEX kivi_otrs.ledger_reserved_customer_idx;
 DROP INDEX kivi_otrs.ledger_invoice_idx;
+DROP INDEX kivi_otrs.ledger_ticket_idx;
 DROP INDEX kivi_otrs.ledger_digest_idx;
 ALTER TABLE kivi_otrs.ledger DROP CONSTRAINT ledger_invoiced_check;
 UPDATE kivi_otrs.ledger SET state = 'billed' WHERE state = 'invoiced' AND orderitems_id IS NOT NULL;

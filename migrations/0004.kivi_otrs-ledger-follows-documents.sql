@@ -22,6 +22,7 @@ COMMENT ON COLUMN kivi_otrs.ledger.position_digest IS 'md5 of the saved position
 COMMENT ON COLUMN kivi_otrs.ledger.bound_by IS 'How the saved position was tied to the ticket: marker or ticket number (marker lost before the first save)';
 
 CREATE INDEX ledger_digest_idx ON kivi_otrs.ledger (position_digest) WHERE state IN ('billed', 'invoiced');
+CREATE INDEX ledger_ticket_idx ON kivi_otrs.ledger (ticket_id);
 CREATE INDEX ledger_invoice_idx ON kivi_otrs.ledger (invoice_id) WHERE invoice_id IS NOT NULL;
 CREATE INDEX ledger_reserved_customer_idx ON kivi_otrs.ledger (customer_number, parts_id) WHERE state = 'reserved';
 

@@ -1,4 +1,5 @@
 -- drop: DROP FUNCTION IF EXISTS kivi_otrs.ledger_trigger() CASCADE
+-- drop: DROP FUNCTION IF EXISTS kivi_otrs.once_trigger() CASCADE
 -- The ledger follows kivitendo's documents and decides at save time (the database, not the
 -- browser, holds the invariant "a ticket's minutes are in saved billing documents at most once"):
 -- * a sales order position is tied to its ticket by the marker comment the button/bill put in
@@ -16,6 +17,10 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.ledger_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Join methods are chosen below per statement size (the settings are restored when the function ends).
+SET jit = off
+SET enable_hashjoin = on
+SET enable_mergejoin = on
 AS $fn$
 DECLARE
     conflict record;
@@ -54,6 +59,14 @@ BEGIN
         IF NOT FOUND THEN
             RETURN NULL;
         END IF;
+        -- The work tables have no statistics. A kivitendo save holds a few rows: index lookups into the
+        -- ledger, never a hash of the whole ledger. A bulk statement gets statistics and hash joins.
+        IF (SELECT count(*) FROM kivi_otrs_saved) <= 200 THEN
+            SET LOCAL enable_hashjoin = off;
+            SET LOCAL enable_mergejoin = off;
+        ELSE
+            ANALYZE kivi_otrs_saved;
+        END IF;
 
         -- Which ledger entry each saved position is (or would become).
         CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_match (
@@ -87,10 +100,20 @@ BEGIN
         WHERE c.n = 1
           AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.ledger_id = c.ledger_id);
 
-        -- Serialise with claims and other saves of the same tickets.
-        PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t.ticket_id, 0))
-        FROM (SELECT DISTINCT l.ticket_id FROM kivi_otrs_match m JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
-              ORDER BY 1) t;
+
+        IF (SELECT count(*) FROM kivi_otrs_saved) > 200 THEN
+            ANALYZE kivi_otrs_match;
+        END IF;
+
+        -- Serialise with claims and other saves of the same tickets: a lock per ticket, or for a bulk
+        -- statement (kivitendo mass updates) one lock on the ledger instead of filling the lock table.
+        IF (SELECT count(*) FROM kivi_otrs_match) > 1000 THEN
+            LOCK TABLE kivi_otrs.ledger IN SHARE ROW EXCLUSIVE MODE;
+        ELSE
+            PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t.ticket_id, 0))
+            FROM (SELECT DISTINCT l.ticket_id FROM kivi_otrs_match m JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+                  ORDER BY 1) t;
+        END IF;
 
         -- Refuse a saved position whose ticket is already billed by another position or invoice
         -- (a copy), or whose minutes the other live entries of the ticket already cover (billed
@@ -112,7 +135,7 @@ BEGIN
                    (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = o.oe_id) AS ordnumber,
                    sum(o.minutes) OVER () AS minutes
             FROM kivi_otrs.ledger o
-            WHERE o.ticket_id = l.ticket_id AND o.id <> l.id
+            WHERE o.ticket_id = l.ticket_id AND o.id <> l.id AND o.state <> 'released'
               AND (o.state IN ('billed', 'invoiced') OR (o.state = 'reserved' AND o.reserved_until > now()))
               AND o.orderitems_id IS DISTINCT FROM s.id
             ORDER BY o.state = 'reserved', o.id DESC
@@ -154,10 +177,12 @@ BEGIN
         SET state = 'invoiced', invoice_id = s.invoice_id, invoiced_at = now()
         FROM kivi_otrs_saved s
         WHERE l.orderitems_id = s.id AND l.state = 'billed' AND s.invoice_id IS NOT NULL;
-        -- Ticket minutes are one-off: periodic invoices must bill them once.
+        -- Ticket minutes are one-off: periodic invoices must bill them once. Positions with the marker
+        -- or already tied get it from kivi_otrs.once_trigger() before they are written; a position tied
+        -- by its ticket number only now is updated here.
         UPDATE public.orderitems oi SET recurring_billing_mode = 'once'
         FROM kivi_otrs_match m
-        WHERE oi.id = m.item_id AND m.how <> 'copy' AND oi.recurring_billing_mode::text = 'always';
+        WHERE oi.id = m.item_id AND m.how = 'ticket number' AND oi.recurring_billing_mode::text = 'always';
     EXCEPTION
         WHEN SQLSTATE 'KO001' THEN
             RAISE;
@@ -171,6 +196,31 @@ END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.ledger_trigger() IS 'Ties saved kivitendo sales order positions to their tickets, refuses second billing documents, releases deleted ones';
 
+-- Before a position is written: a ticket position (marker, or already tied to a ticket) is billed
+-- once by periodic invoices, whatever the order screen posted (kivitendo 4.1 keeps the field only
+-- in the lazily loaded second row of a position and saves 'always' otherwise).
+CREATE OR REPLACE FUNCTION kivi_otrs.once_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.recurring_billing_mode::text = 'always'
+       AND (NEW.longdescription LIKE '%<!-- kivi-otrs:%'
+            OR (TG_OP = 'UPDATE' AND EXISTS (SELECT 1 FROM kivi_otrs.ledger l
+                                             WHERE l.orderitems_id = NEW.id AND l.state IN ('billed', 'invoiced')))) THEN
+        NEW.recurring_billing_mode := 'once';
+    END IF;
+    RETURN NEW;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'kivi-otrs: recurring billing mode of a ticket position not checked (%); run kivi-otrs doctor', SQLERRM;
+    RETURN NEW;
+END
+$fn$;
+COMMENT ON FUNCTION kivi_otrs.once_trigger() IS 'Ticket positions are billed once by kivitendo''s periodic invoices';
+
+DROP TRIGGER IF EXISTS kivi_otrs_ledger_once ON public.orderitems;
+CREATE TRIGGER kivi_otrs_ledger_once BEFORE INSERT OR UPDATE ON public.orderitems
+    FOR EACH ROW EXECUTE FUNCTION kivi_otrs.once_trigger();
 DROP TRIGGER IF EXISTS kivi_otrs_ledger_insert ON public.orderitems;
 DROP TRIGGER IF EXISTS kivi_otrs_ledger_update ON public.orderitems;
 DROP TRIGGER IF EXISTS kivi_otrs_ledger_delete ON public.orderitems;

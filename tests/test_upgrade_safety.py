@@ -67,7 +67,7 @@ def test_views_drop_and_install_around_an_upgrade(migrated_dsn: str) -> None:
     with psycopg.connect(migrated_dsn) as conn:
         assert conn.execute("SELECT 1 FROM kivi_otrs.otrs_customer_contacts "
                             "WHERE login = 'während@example.org'").fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'kivi_otrs_%'").fetchone() == (23,)
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'kivi_otrs_%'").fetchone() == (24,)
 
 
 def test_refresh_after_compatible_retype_clears_stale(migrated_dsn: str) -> None:
