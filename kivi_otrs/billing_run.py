@@ -59,7 +59,9 @@ ORDER BY oe.id DESC LIMIT 1
 # prefix and zero padding kept, skipping numbers in use, under the defaults row lock (as kivitendo does).
 SONUMBER_SQL = "SELECT sonumber FROM public.defaults FOR UPDATE"
 SONUMBER_IN_USE_SQL = """
-SELECT 1 FROM public.oe WHERE ordnumber = %(n)s AND customer_id IS NOT NULL AND record_type::text NOT LIKE '%%quotation'
+SELECT 1 FROM public.oe
+WHERE lower(ordnumber) = lower(%(n)s) AND ordnumber = %(n)s  -- kivitendo's index is on lower(ordnumber)
+  AND customer_id IS NOT NULL AND record_type::text NOT LIKE '%%quotation'
 """
 SONUMBER_SET_SQL = "UPDATE public.defaults SET sonumber = %(n)s"
 OBSOLETE_SQL = "SELECT coalesce(obsolete, false) FROM public.customer WHERE id = %(id)s"

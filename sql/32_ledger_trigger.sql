@@ -17,16 +17,23 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.ledger_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- Join methods are chosen below per statement size (the settings are restored when the function ends).
 SET jit = off
+SET enable_seqscan = on
 SET enable_hashjoin = on
 SET enable_mergejoin = on
 AS $fn$
 DECLARE
     conflict record;
+    m_item int[];
+    m_ledger bigint[];
+    m_how text[];
+    m_count bigint;
 BEGIN
     BEGIN
         IF TG_OP = 'DELETE' THEN
+            SET LOCAL enable_seqscan = off;  -- index lookups whatever the (possibly stale) statistics say
+            SET LOCAL enable_hashjoin = off;
+            SET LOCAL enable_mergejoin = off;
             UPDATE kivi_otrs.ledger l
             SET state = 'released', released_at = now(), release_reason = 'position deleted'
             FROM kivi_otrs_old o
@@ -41,94 +48,84 @@ BEGIN
             RETURN NULL;
         END IF;
 
-        -- The saved positions of sales orders, with marker and digest.
-        CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_saved (
-            id int, trans_id int, parts_id int, customer_number text, ordnumber text, text text,
-            marker uuid, digest text, invoice_id int) ON COMMIT DROP;
-        DELETE FROM kivi_otrs_saved;
-        INSERT INTO kivi_otrs_saved
-        SELECT n.id, n.trans_id, n.parts_id, btrim(cu.customernumber), oe.ordnumber,
-               coalesce(n.description, '') || ' ' || coalesce(n.longdescription, ''),
-               substring(n.longdescription
-                         FROM '.*<!-- kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) -->')::uuid,
-               kivi_otrs.position_digest(n.description, n.longdescription),
-               n.recurring_billing_invoice_id
-        FROM kivi_otrs_new n
-        JOIN public.oe oe ON oe.id = n.trans_id AND oe.record_type::text = 'sales_order'
-        LEFT JOIN public.customer cu ON cu.id = oe.customer_id;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
-        -- The work tables have no statistics. A kivitendo save holds a few rows: index lookups into the
-        -- ledger, never a hash of the whole ledger. A bulk statement gets statistics and hash joins.
-        IF (SELECT count(*) FROM kivi_otrs_saved) <= 200 THEN
+        -- Which ledger entry each saved sales order position is (or would become), best reason first:
+        -- already tied (position id), its marker, a copy of a billing position's text, the one
+        -- reservation of that customer and article whose ticket number the text names.
+        -- Plans are made per statement (EXECUTE) for its size: a kivitendo save holds a few rows and gets
+        -- index lookups into the ledger whatever the statistics say (a long monthly run grows the ledger
+        -- faster than autovacuum analyses it); a bulk statement gets the planner's own choice.
+        IF (SELECT count(*) FROM kivi_otrs_new) <= 200 THEN
+            SET LOCAL enable_seqscan = off;
             SET LOCAL enable_hashjoin = off;
             SET LOCAL enable_mergejoin = off;
-        ELSE
-            ANALYZE kivi_otrs_saved;
         END IF;
-
-        -- Which ledger entry each saved position is (or would become).
-        CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_match (
-            item_id int, ledger_id bigint, how text) ON COMMIT DROP;
-        DELETE FROM kivi_otrs_match;
-        INSERT INTO kivi_otrs_match
-        SELECT s.id, l.id, 'position' FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l ON l.orderitems_id = s.id
-        WHERE l.state IN ('billed', 'invoiced');
-        INSERT INTO kivi_otrs_match
-        SELECT s.id, l.id, 'marker' FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l ON l.marker = s.marker
-        WHERE s.marker IS NOT NULL AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id);
-        -- Copies whose marker is gone: same text as a position that already bills a ticket.
-        INSERT INTO kivi_otrs_match
-        SELECT DISTINCT ON (s.id) s.id, l.id, 'copy'
-        FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l
-          ON l.position_digest = s.digest AND l.state IN ('billed', 'invoiced') AND l.orderitems_id <> s.id
-         AND l.parts_id = s.parts_id
-        WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id)
-        ORDER BY s.id, l.id;
-        -- Marker lost before the first save: the one reservation of this customer and article
-        -- whose ticket number the text names.
-        INSERT INTO kivi_otrs_match
-        SELECT c.item_id, c.ledger_id, 'ticket number'
-        FROM (SELECT s.id AS item_id, min(l.id) AS ledger_id, count(*) AS n
-              FROM kivi_otrs_saved s JOIN kivi_otrs.ledger l
-                ON l.state = 'reserved' AND l.orderitems_id IS NULL AND l.customer_number = s.customer_number
-               AND l.parts_id = s.parts_id
-               AND s.text ~ ('(^|[^0-9])' || regexp_replace(l.ticket_number, '([^0-9A-Za-z])', '\\\1', 'g') || '([^0-9]|$)')
-              WHERE s.marker IS NULL AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.item_id = s.id)
-              GROUP BY s.id) c
-        WHERE c.n = 1
-          AND NOT EXISTS (SELECT 1 FROM kivi_otrs_match m WHERE m.ledger_id = c.ledger_id);
-
-
-        IF (SELECT count(*) FROM kivi_otrs_saved) > 200 THEN
-            ANALYZE kivi_otrs_match;
+        EXECUTE $q$
+        WITH saved AS (
+            SELECT n.id, n.parts_id, btrim(cu.customernumber) AS customer_number,
+                   coalesce(n.description, '') || ' ' || coalesce(n.longdescription, '') AS text,
+                   substring(n.longdescription
+                             FROM '.*<!-- kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) -->')::uuid
+                       AS marker,
+                   kivi_otrs.position_digest(n.description, n.longdescription) AS digest
+            FROM kivi_otrs_new n
+            JOIN public.oe oe ON oe.id = n.trans_id AND oe.record_type::text = 'sales_order'
+            LEFT JOIN public.customer cu ON cu.id = oe.customer_id
+        ), direct AS (
+            SELECT s.id AS item_id, l.id AS ledger_id, 'position' AS how, 1 AS rank
+            FROM saved s JOIN kivi_otrs.ledger l ON l.orderitems_id = s.id AND l.state IN ('billed', 'invoiced')
+            UNION ALL
+            SELECT s.id, l.id, 'marker', 2 FROM saved s JOIN kivi_otrs.ledger l ON l.marker = s.marker
+            UNION ALL
+            SELECT s.id, l.id, 'copy', 3
+            FROM saved s JOIN kivi_otrs.ledger l
+              ON l.position_digest = s.digest AND l.state IN ('billed', 'invoiced') AND l.orderitems_id <> s.id
+             AND l.parts_id = s.parts_id
+        ), by_number AS (
+            SELECT s.id AS item_id, min(l.id) AS ledger_id, count(*) AS n
+            FROM saved s JOIN kivi_otrs.ledger l
+              ON l.state = 'reserved' AND l.orderitems_id IS NULL AND l.customer_number = s.customer_number
+             AND l.parts_id = s.parts_id
+             AND s.text ~ ('(^|[^0-9])' || regexp_replace(l.ticket_number, '([^0-9A-Za-z])', '\\\1', 'g') || '([^0-9]|$)')
+            WHERE s.marker IS NULL AND NOT EXISTS (SELECT 1 FROM direct d WHERE d.item_id = s.id)
+            GROUP BY s.id
+        ), best AS (
+            SELECT DISTINCT ON (item_id) item_id, ledger_id, how
+            FROM (SELECT item_id, ledger_id, how, rank FROM direct
+                  UNION ALL
+                  SELECT b.item_id, b.ledger_id, 'ticket number', 4 FROM by_number b
+                  WHERE b.n = 1 AND NOT EXISTS (SELECT 1 FROM direct d WHERE d.ledger_id = b.ledger_id)) c
+            ORDER BY item_id, rank, ledger_id
+        )
+        SELECT array_agg(item_id), array_agg(ledger_id), array_agg(how), count(*)
+        FROM best        $q$ INTO m_item, m_ledger, m_how, m_count;
+        IF m_count = 0 THEN
+            RETURN NULL;
         END IF;
 
         -- Serialise with claims and other saves of the same tickets: a lock per ticket, or for a bulk
         -- statement (kivitendo mass updates) one lock on the ledger instead of filling the lock table.
-        IF (SELECT count(*) FROM kivi_otrs_match) > 1000 THEN
+        IF m_count > 1000 THEN
             LOCK TABLE kivi_otrs.ledger IN SHARE ROW EXCLUSIVE MODE;
         ELSE
             PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.ticket:' || t.ticket_id, 0))
-            FROM (SELECT DISTINCT l.ticket_id FROM kivi_otrs_match m JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
-                  ORDER BY 1) t;
+            FROM (SELECT DISTINCT l.ticket_id FROM kivi_otrs.ledger l WHERE l.id = ANY(m_ledger) ORDER BY 1) t;
         END IF;
 
         -- Refuse a saved position whose ticket is already billed by another position or invoice
         -- (a copy), or whose minutes the other live entries of the ticket already cover (billed
         -- meanwhile by a colleague, or reserved for another order).
+        EXECUTE $q$
         SELECT s.ordnumber AS here, l.ticket_number,
                CASE WHEN a.kind = 'copy' THEN l.state ELSE other.state END AS there_state,
                coalesce(CASE WHEN a.kind = 'copy' THEN (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = l.oe_id)
                              ELSE other.ordnumber END, '') AS there,
                other.claimed_by, other.reserved_until
-        INTO conflict
-        FROM kivi_otrs_match m
-        JOIN kivi_otrs_saved s ON s.id = m.item_id
+        FROM unnest($1, $2, $3) AS m(item_id, ledger_id, how)
+        JOIN kivi_otrs_new n ON n.id = m.item_id
+        JOIN public.oe s ON s.id = n.trans_id
         JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
         CROSS JOIN LATERAL (SELECT CASE WHEN m.how = 'copy' OR (m.how <> 'position' AND l.state IN ('billed', 'invoiced')
-                                                               AND l.orderitems_id IS DISTINCT FROM s.id)
+                                                               AND l.orderitems_id IS DISTINCT FROM n.id)
                                         THEN 'copy' ELSE 'bind' END AS kind) a
         LEFT JOIN LATERAL (
             SELECT o.state, o.claimed_by, o.reserved_until,
@@ -137,15 +134,16 @@ BEGIN
             FROM kivi_otrs.ledger o
             WHERE o.ticket_id = l.ticket_id AND o.id <> l.id AND o.state <> 'released'
               AND (o.state IN ('billed', 'invoiced') OR (o.state = 'reserved' AND o.reserved_until > now()))
-              AND o.orderitems_id IS DISTINCT FROM s.id
+              AND o.orderitems_id IS DISTINCT FROM n.id
             ORDER BY o.state = 'reserved', o.id DESC
             LIMIT 1) other ON true
         WHERE a.kind = 'copy'
            OR (m.how IN ('marker', 'ticket number') AND l.state IN ('reserved', 'released')
                AND other.minutes + l.minutes > (SELECT max(t.ticket_minutes) FROM kivi_otrs.ledger t
                                                 WHERE t.ticket_id = l.ticket_id))
-        LIMIT 1;
-        IF FOUND THEN
+        LIMIT 1
+        $q$ INTO conflict USING m_item, m_ledger, m_how;
+        IF conflict.ticket_number IS NOT NULL THEN
             IF conflict.there = conflict.here AND conflict.there_state <> 'reserved' THEN
                 RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
                     'kivi-otrs: Ticket %s steht schon in Auftrag %s (doppelte Position); bitte eine davon entfernen',
@@ -165,24 +163,29 @@ BEGIN
         END IF;
 
         -- Tie the saved positions to their tickets.
+        EXECUTE $q$
         UPDATE kivi_otrs.ledger l
         SET state = CASE WHEN l.state = 'invoiced' THEN 'invoiced' ELSE 'billed' END,
-            oe_id = s.trans_id, orderitems_id = s.id, reserved_until = NULL,
-            released_at = NULL, release_reason = NULL, position_digest = s.digest,
+            oe_id = n.trans_id, orderitems_id = n.id, reserved_until = NULL,
+            released_at = NULL, release_reason = NULL,
+            position_digest = kivi_otrs.position_digest(n.description, n.longdescription),
             bound_by = CASE WHEN m.how = 'position' THEN l.bound_by ELSE m.how END
-        FROM kivi_otrs_match m JOIN kivi_otrs_saved s ON s.id = m.item_id
-        WHERE l.id = m.ledger_id AND m.how <> 'copy';
+        FROM unnest($1, $2, $3) AS m(item_id, ledger_id, how) JOIN kivi_otrs_new n ON n.id = m.item_id
+        WHERE l.id = m.ledger_id AND m.how <> 'copy'
+        $q$ USING m_item, m_ledger, m_how;
         -- A periodic invoice took the position: the ticket is invoiced.
         UPDATE kivi_otrs.ledger l
-        SET state = 'invoiced', invoice_id = s.invoice_id, invoiced_at = now()
-        FROM kivi_otrs_saved s
-        WHERE l.orderitems_id = s.id AND l.state = 'billed' AND s.invoice_id IS NOT NULL;
+        SET state = 'invoiced', invoice_id = n.recurring_billing_invoice_id, invoiced_at = now()
+        FROM kivi_otrs_new n
+        WHERE l.orderitems_id = n.id AND l.state = 'billed' AND n.recurring_billing_invoice_id IS NOT NULL;
         -- Ticket minutes are one-off: periodic invoices must bill them once. Positions with the marker
         -- or already tied get it from kivi_otrs.once_trigger() before they are written; a position tied
         -- by its ticket number only now is updated here.
-        UPDATE public.orderitems oi SET recurring_billing_mode = 'once'
-        FROM kivi_otrs_match m
-        WHERE oi.id = m.item_id AND m.how = 'ticket number' AND oi.recurring_billing_mode::text = 'always';
+        IF 'ticket number' = ANY(m_how) THEN
+            UPDATE public.orderitems oi SET recurring_billing_mode = 'once'
+            FROM unnest(m_item, m_how) AS m(item_id, how)
+            WHERE oi.id = m.item_id AND m.how = 'ticket number' AND oi.recurring_billing_mode::text = 'always';
+        END IF;
     EXCEPTION
         WHEN SQLSTATE 'KO001' THEN
             RAISE;

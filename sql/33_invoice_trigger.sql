@@ -7,6 +7,9 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.invoice_link_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off  -- a few rows: index lookups whatever the (possibly stale) statistics say
+SET enable_hashjoin = off
 AS $fn$
 BEGIN
     BEGIN
@@ -37,6 +40,9 @@ COMMENT ON FUNCTION kivi_otrs.invoice_link_trigger() IS 'Marks tickets invoiced 
 CREATE OR REPLACE FUNCTION kivi_otrs.invoice_delete_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off  -- a few rows: index lookups whatever the (possibly stale) statistics say
+SET enable_hashjoin = off
 AS $fn$
 BEGIN
     BEGIN

@@ -85,6 +85,7 @@ FIXTURE_ANSWER: dict[str, Any] = {
         ],
     },
     "message": "2 new positions, 2 already billed or reserved, 1 skipped",
+    "reservation_minutes": 120,
 }
 
 

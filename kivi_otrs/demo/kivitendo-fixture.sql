@@ -228,6 +228,7 @@ CREATE TABLE public.orderitems (
     invoicing_period_end date
 );
 CREATE INDEX orderitems_trans_id_key ON public.orderitems (trans_id);
+CREATE INDEX oe_ordnumber_key ON public.oe (lower(ordnumber));
 
 -- Sales invoices, only the columns periodic invoicing needs here.
 CREATE TABLE public.ar (
