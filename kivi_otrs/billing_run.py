@@ -89,12 +89,6 @@ UPDATE public.oe SET netamount = t.net, amount = t.net
 FROM (SELECT sum(qty * sellprice * (1 - coalesce(discount, 0))) AS net FROM public.orderitems WHERE trans_id = %(oe)s) t
 WHERE oe.id = %(oe)s
 """
-WRITEBACK_SQL = """
-INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
-SELECT l.ticket_id, l.id, %(value_prefix)s || '/' || oi.position
-FROM kivi_otrs.ledger l JOIN public.orderitems oi ON oi.id = l.orderitems_id
-WHERE l.marker = ANY(%(markers)s::uuid[])
-"""
 AUDIT_SQL = """
 INSERT INTO kivi_otrs.audit (actor, action, customer_number, oe_id, details)
 VALUES (%(actor)s, %(action)s, %(customer)s, %(oe)s, %(details)s::jsonb)
@@ -165,9 +159,10 @@ class RunSummary:
         return "\n".join(lines) + "\n"
 
 
-def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period) -> TicketResult:
+def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period,
+                        stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
     """Every customer's billable closed tickets of the period in one batched fetch, and those left out."""
-    return fetch_closed(settings, None, period)
+    return fetch_closed(settings, None, period, stale_filter)
 
 
 def next_number(current: str | None) -> str:
@@ -225,7 +220,11 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                                 date_from=date_from, date_to=date_to)
         first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
         started = time.perf_counter()
-        fetched = fetch_all(otrs_settings, period)
+        fetched: list[Any] | TicketResult
+        if fetch_all is fetch_all_from_otrs:  # a stale write-back field never hides a ticket billed nowhere
+            fetched = fetch_all_from_otrs(otrs_settings, period, lambda ids: positions.not_billed(conn, ids))
+        else:
+            fetched = fetch_all(otrs_settings, period)
         tickets, otrs_skipped = ((fetched.tickets, fetched.skipped) if isinstance(fetched, TicketResult)
                                  else (fetched, []))
         groups: dict[str, list[Any]] = defaultdict(list)
@@ -304,9 +303,7 @@ def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: i
                             for i, (p, item) in enumerate(zip(plan.positions, plan.new, strict=True), start=1)]
                     conn.execute(ITEMS_SQL, {"oe": target.oe_id, "rows": json.dumps(rows)})
                     conn.execute(TOTALS_SQL, {"oe": target.oe_id})
-                    if values.get("writeback.enabled"):
-                        conn.execute(WRITEBACK_SQL, {"value_prefix": target.ordnumber,
-                                                     "markers": [n["marker"] for n in plan.new]})
+                    # write-back entries are queued by the ledger trigger when the positions are tied
                     conn.execute(AUDIT_SQL, {"actor": user, "action": "bill", "customer": number, "oe": target.oe_id,
                                              "details": json.dumps({"period": [str(first), str(last)],
                                                                     "tickets": [n["ticket_number"] for n in plan.new]})})

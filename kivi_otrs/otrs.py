@@ -116,6 +116,7 @@ class TicketResult:
     tickets: list[Ticket] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     searches: int = 0
+    stale_marked: list[int] = field(default_factory=list)
 
 
 def clean_text(value: object, limit: int = 200) -> str:
@@ -232,10 +233,11 @@ def _done(fn: Callable[..., _T], *args: Any) -> Future[_T]:
     return future
 
 
-def fetch_closed(settings: OtrsSettings, customer_number: str | None, period: Period) -> TicketResult:
+def fetch_closed(settings: OtrsSettings, customer_number: str | None, period: Period,
+                 stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
     """Billable closed tickets and the tickets left out with their reason, of one customer or of all."""
     with OtrsClient(settings) as client:
-        return client.closed_tickets(customer_number, period)
+        return client.closed_tickets(customer_number, period, stale_filter)
 
 
 def fetch_closed_tickets(settings: OtrsSettings, customer_number: str | None, period: Period) -> list[Ticket]:
@@ -608,8 +610,15 @@ class OtrsClient:
                 future.cancel()
         return sorted(ids), searches
 
-    def closed_tickets(self, customer_number: str | None, period: Period) -> TicketResult:
-        """Tickets in a billable state whose last close falls into the period (one customer or all)."""
+    def closed_tickets(self, customer_number: str | None, period: Period,
+                       stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
+        """Tickets in a billable state whose last close falls into the period (one customer or all).
+
+        With write-back exclusion on, tickets whose dynamic field is set are left out of the search.
+        ``stale_filter`` (given the ids whose field is set, returns those kivitendo bills nowhere: an
+        order deleted while write-back was off) brings such tickets back, so a stale field never hides
+        a billable ticket; they are listed in ``stale_marked``.
+        """
         settings = self.settings
         criteria: dict[str, Any] = {"States": list(settings.states)}
         if customer_number is not None:
@@ -621,6 +630,12 @@ class OtrsClient:
         last = datetime.strptime(high_text, OTRS_FORMAT)
         result = TicketResult()
         ids, result.searches = self.search_period(criteria, start, last)
+        if settings.exclude_field and stale_filter is not None:
+            marked, searches = self.search_period(
+                {**criteria, f"DynamicField_{settings.exclude_field}": {"Empty": 0}}, start, last)
+            result.searches += searches
+            result.stale_marked = sorted(set(stale_filter(marked)) - set(ids))
+            ids = sorted(set(ids) | set(result.stale_marked))
         period_start = period.start
         period_end = period.end
         shared: dict[str, str] = {}  # one str object per distinct state, queue, customer ... (memory)

@@ -88,6 +88,12 @@ WHERE ticket_id = ANY(%(ids)s) AND state = 'reserved' AND orderitems_id IS NULL 
 # A click whose answer never reached the screen has timed out in kivitendo's controller by then;
 # two clicks closer together are a double click: the second finds the tickets reserved.
 REOFFER_AFTER_SECONDS = 60
+NOT_BILLED_SQL = """
+SELECT t FROM unnest(%(ids)s::bigint[]) t
+WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs.ledger l
+                  WHERE l.ticket_id = t
+                    AND (l.state IN ('billed', 'invoiced') OR (l.state = 'reserved' AND l.reserved_until > now())))
+"""
 RELEASE_SQL = """
 UPDATE kivi_otrs.ledger SET state = 'released', released_at = now(), release_reason = %(reason)s
 WHERE state = 'reserved' AND (%(oe_id)s::int IS NULL OR oe_id = %(oe_id)s)
@@ -449,6 +455,12 @@ def release(conn: psycopg.Connection[Any], oe_id: int | None, customer_number: s
     with conn.transaction():
         rows = conn.execute(RELEASE_SQL, {"oe_id": oe_id, "customer": customer_number, "reason": reason}).fetchall()
     return sorted({r[0] for r in rows})
+
+
+def not_billed(conn: psycopg.Connection[Any], ticket_ids: list[int]) -> list[int]:
+    """Of these tickets (whose OTRS write-back field is set), those no live kivitendo document bills."""
+    with conn.transaction():
+        return [int(r[0]) for r in conn.execute(NOT_BILLED_SQL, {"ids": ticket_ids}).fetchall()]
 
 
 def reservation_deadline(minutes: int) -> datetime:

@@ -22,9 +22,10 @@ from .render import Renderer
 TicketFetcher = Callable[[config.OtrsSettings, str, Period], "list[Any] | TicketResult"]
 
 
-def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period) -> TicketResult:
+def fetch_from_otrs(settings: config.OtrsSettings, customer_number: str, period: Period,
+                    stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
     """Billable closed tickets of one customer in the period, and those left out with their reason."""
-    return fetch_closed(settings, customer_number, period)
+    return fetch_closed(settings, customer_number, period, stale_filter)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,12 @@ def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from
         conn.commit()
         period = resolve_period(request.period or values["billing.period"], values["site.timezone"],
                                 date_from=request.date_from, date_to=request.date_to)
-        fetched = fetch(otrs_settings, target.customer_number, period)
+        fetched: list[Any] | TicketResult
+        if fetch is fetch_from_otrs:  # a stale write-back field never hides a ticket kivitendo bills nowhere
+            fetched = fetch_from_otrs(otrs_settings, target.customer_number, period,
+                                      lambda ids: positions.not_billed(conn, ids))
+        else:
+            fetched = fetch(otrs_settings, target.customer_number, period)
         tickets: list[Any] = list(fetched.tickets) if isinstance(fetched, TicketResult) else fetched
         otrs_skipped = fetched.skipped if isinstance(fetched, TicketResult) else []
         plan = positions.claim(

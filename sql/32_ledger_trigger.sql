@@ -173,6 +173,17 @@ BEGIN
         FROM unnest($1, $2, $3) AS m(item_id, ledger_id, how) JOIN kivi_otrs_new n ON n.id = m.item_id
         WHERE l.id = m.ledger_id AND m.how <> 'copy'
         $q$ USING m_item, m_ledger, m_how;
+        -- Write-back: the OTRS dynamic field gets "<order number>/<position>" (kivi-otrs writeback sends it).
+        IF EXISTS (SELECT 1 FROM kivi_otrs.settings
+                   WHERE key = 'writeback.enabled' AND lower(value) IN ('1', 'true', 'yes', 'on', 't', 'y')) THEN
+            INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
+            SELECT l.ticket_id, l.id, oe.ordnumber || '/' || n.position
+            FROM unnest(m_item, m_ledger, m_how) AS m(item_id, ledger_id, how)
+            JOIN kivi_otrs_new n ON n.id = m.item_id
+            JOIN public.oe oe ON oe.id = n.trans_id
+            JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+            WHERE m.how IN ('marker', 'ticket number');
+        END IF;
         -- A periodic invoice took the position: the ticket is invoiced.
         UPDATE kivi_otrs.ledger l
         SET state = 'invoiced', invoice_id = n.recurring_billing_invoice_id, invoiced_at = now()

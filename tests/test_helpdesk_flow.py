@@ -154,9 +154,9 @@ def test_monthly_run_writes_back_and_excludes_billed_tickets(conn: psycopg.Conne
     assert helpdesk.tickets[5].dynamic_fields == {"KivitendoOrder": "AB-1000/1"}
     searches = helpdesk.calls["TicketSearch"]
     second = billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron")
-    assert second.tickets == 0 and helpdesk.calls["TicketSearch"] == searches + 1
-    search = [r for r in helpdesk.requests if r["operation"] == "TicketSearch"][-1]["data"]
-    assert search["DynamicField_KivitendoOrder"] == {"Empty": 1}
+    assert second.tickets == 0 and helpdesk.calls["TicketSearch"] == searches + 2  # unbilled, and marked ones
+    found = [r["data"]["DynamicField_KivitendoOrder"] for r in helpdesk.requests if r["operation"] == "TicketSearch"]
+    assert found[-2:] == [{"Empty": 1}, {"Empty": 0}]
 
     conn.execute("DELETE FROM public.orderitems WHERE trans_id = %s", (order_id(conn, "AB-1003"),))
     helpdesk.down = True
@@ -171,3 +171,20 @@ def test_monthly_run_writes_back_and_excludes_billed_tickets(conn: psycopg.Conne
     sent = cli("writeback", dsn=migrated_dsn)
     assert sent.stdout.strip() == "1 done, 0 retry, 0 failed", sent.stderr
     assert helpdesk.tickets[4].dynamic_fields == {}
+
+
+def test_a_stale_write_back_field_never_hides_a_billable_ticket(conn: psycopg.Connection[Any], migrated_dsn: str,
+                                                                 helpdesk: OtrsDouble) -> None:
+    """An order deleted while write-back was off leaves the OTRS field set: the next run bills the ticket anyway."""
+    with conn.transaction():
+        config.set_value(conn, "writeback.enabled", "true")
+    billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron")
+    assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": "AB-1003/1"}
+    with conn.transaction():
+        config.set_value(conn, "writeback.enabled", "false")
+        conn.execute("DELETE FROM public.oe WHERE ordnumber = 'AB-1003'")
+        config.set_value(conn, "writeback.enabled", "true")
+    assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": "AB-1003/1"}  # stale: nobody cleared it
+    again = billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron")
+    assert {c.customer_number: c.positions for c in again.customers} == {"KIVI-1002": 1}
+    assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": f"{again.customers[0].ordnumber}/1"}
