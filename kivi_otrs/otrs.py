@@ -646,9 +646,10 @@ class OtrsClient:
                 continue
             if customer_number is not None and ticket.customer_id != customer_number:
                 if ticket.customer_id.casefold() == customer_number.casefold():
-                    result.skipped.append({**_info(raw), "reason": f"CustomerID {ticket.customer_id!r} differs "
-                                                                  f"from {customer_number!r} in case only; correct "
-                                                                  "it in OTRS"})
+                    result.skipped.append({**_info(raw), "customer_id": ticket.customer_id,
+                                           "reason_code": "case_only",
+                                           "reason": f"CustomerID {ticket.customer_id!r} differs "
+                                                     f"from {customer_number!r} in case only; correct it in OTRS"})
                 continue  # another customer's ticket matched the wildcard search
             if ticket.state not in settings.states:
                 continue

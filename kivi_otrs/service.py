@@ -19,6 +19,7 @@ from .otrs import TicketResult, fetch_closed
 from .period import Period, resolve_period
 from .render import Renderer
 
+EXACT_NUMBERS_SQL = "SELECT btrim(customernumber) FROM public.customer WHERE btrim(customernumber) = ANY(%(numbers)s)"
 TicketFetcher = Callable[[config.OtrsSettings, str, Period], "list[Any] | TicketResult"]
 
 
@@ -75,6 +76,19 @@ def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from
             user=request.user or getpass.getuser(), source=request.source, dry_run=request.dry_run,
             periodic=request.periodic if request.periodic else None,
         )
+    # A CustomerID differing in case only may be another kivitendo customer's number: OTRS compares
+    # company ids case-insensitively, so name that conflict instead of blaming the ticket.
+    case_only = [s for s in otrs_skipped if s.get("reason_code") == "case_only"]
+    if case_only:
+        with db.connect(dsn) as check:
+            numbers = {r[0] for r in check.execute(EXACT_NUMBERS_SQL,
+                                                   {"numbers": [s["customer_id"] for s in case_only]}).fetchall()}
+        for s in case_only:
+            s["reason_args"] = {"customer_id": s["customer_id"]}
+            if s["customer_id"] in numbers:
+                s["reason_code"] = "case_conflict"
+                s["reason"] = (f"belongs to kivitendo customer {s['customer_id']!r}; customer numbers that differ "
+                               "only in case are one company in OTRS: give one of them another number in kivitendo")
     # Every ticket OTRS returned and we do not bill shows up with its reason (bad time, no customer, ...).
     plan.skipped.extend({**s, "reason_code": s.get("reason_code", "otrs_data")} for s in otrs_skipped)
     return plan, period

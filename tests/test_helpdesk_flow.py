@@ -188,3 +188,18 @@ def test_a_stale_write_back_field_never_hides_a_billable_ticket(conn: psycopg.Co
     again = billing_run.run(migrated_dsn, date_from=date(2026, 10, 1), date_to=date(2026, 10, 31), user="cron")
     assert {c.customer_number: c.positions for c in again.customers} == {"KIVI-1002": 1}
     assert helpdesk.tickets[4].dynamic_fields == {"KivitendoOrder": f"{again.customers[0].ordnumber}/1"}
+
+
+def test_customer_numbers_differing_in_case_name_the_real_conflict(conn: psycopg.Connection[Any], migrated_dsn: str,
+                                                                   helpdesk: OtrsDouble) -> None:
+    """k-lower and K-LOWER are two kivitendo customers but one OTRS company: the skip reason says so."""
+    from kivi_otrs import service
+
+    conn.execute("INSERT INTO public.customer (name, customernumber, country_id, taxzone_id, currency_id) "
+                 "SELECT n, n, 1, min(id), 1 FROM public.tax_zones, (VALUES ('k-lower'), ('K-LOWER')) v(n) GROUP BY n")
+    conn.commit()
+    helpdesk.add_ticket(9, "Gross", "K-LOWER", 30, october(8), number="2026100810000099")
+    plan, _ = service.make_positions(migrated_dsn, service.Request(customer_number="k-lower", date_from=date(2026, 10, 1),
+                                                                   date_to=date(2026, 10, 31), dry_run=True))
+    [skip] = plan.skipped
+    assert skip["reason_code"] == "case_conflict" and "belongs to kivitendo customer 'K-LOWER'" in skip["reason"]

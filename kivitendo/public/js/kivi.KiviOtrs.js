@@ -71,7 +71,9 @@ namespace('kivi.KiviOtrs', function(ns) {
         rule_part_missing:    'Artikel {partnumber} aus der Artikelregel fehlt in kivitendo',
         default_part_missing: 'Standardartikel {partnumber} fehlt in kivitendo',
         no_article:           'kein Stundensatz-Artikel eingestellt (billing.default_part oder Artikelregel)',
-        unit_not_time:        'Artikel {partnumber} hat die Einheit {unit}, keine Zeiteinheit'
+        unit_not_time:        'Artikel {partnumber} hat die Einheit {unit}, keine Zeiteinheit',
+        case_only:            'CustomerID {customer_id} weicht nur in Gro\u00df-/Kleinschreibung ab; in OTRS korrigieren',
+        case_conflict:        'geh\u00f6rt zu Kunde {customer_id}: Kundennummern, die sich nur in Gro\u00df-/Kleinschreibung unterscheiden, sind in OTRS eine Firma'
       }
     },
     en: {
@@ -96,7 +98,9 @@ namespace('kivi.KiviOtrs', function(ns) {
         rule_part_missing:    'article {partnumber} of the article rule does not exist in kivitendo',
         default_part_missing: 'default article {partnumber} does not exist in kivitendo',
         no_article:           'no hourly-rate article configured (billing.default_part or an article rule)',
-        unit_not_time:        'article {partnumber} has unit {unit}, not a time unit'
+        unit_not_time:        'article {partnumber} has unit {unit}, not a time unit',
+        case_only:            'CustomerID {customer_id} differs in upper/lower case only; correct it in OTRS',
+        case_conflict:        'belongs to customer {customer_id}: customer numbers differing only in case are one company in OTRS'
       }
     }
   };
