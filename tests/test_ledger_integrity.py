@@ -48,13 +48,20 @@ def post_invoice(conn: psycopg.Connection[Any], oe_id: int, item_ids: list[int],
                       "SELECT nextval('public.id')::text, customer_id, taxzone_id, currency_id FROM public.oe "
                       "WHERE id = %s RETURNING id", (oe_id,)).fetchone()
     assert ar is not None
+    delivery_order = None
+    if via_delivery_order:
+        row = conn.execute("INSERT INTO public.delivery_orders (donumber, customer_id, taxzone_id, currency_id, "
+                           "record_type) SELECT 'LS-' || id, customer_id, taxzone_id, currency_id, "
+                           "'sales_delivery_order' FROM public.oe WHERE id = %s RETURNING id", (oe_id,)).fetchone()
+        assert row is not None
+        delivery_order = row[0]
     for item_id in item_ids:
         source_table, source_id = "orderitems", item_id
         if via_delivery_order:
             do_item = conn.execute(
                 "INSERT INTO public.delivery_order_items (delivery_order_id, parts_id, description, longdescription,"
-                " qty, unit, position) SELECT 1, parts_id, description, longdescription, qty, unit, position"
-                " FROM public.orderitems WHERE id = %s RETURNING id", (item_id,)).fetchone()
+                " qty, unit, position) SELECT %s, parts_id, description, longdescription, qty, unit, position"
+                " FROM public.orderitems WHERE id = %s RETURNING id", (delivery_order, item_id)).fetchone()
             assert do_item is not None
             conn.execute("INSERT INTO public.record_links (from_table, from_id, to_table, to_id) "
                          "VALUES ('orderitems', %s, 'delivery_order_items', %s)", (item_id, do_item[0]))
@@ -68,7 +75,8 @@ def post_invoice(conn: psycopg.Connection[Any], oe_id: int, item_ids: list[int],
                      (source_table, source_id, inv[0]))
     if via_delivery_order:  # as kivitendo 4.1.0 writes it: the invoice hangs on the delivery order, not on the order
         conn.execute("INSERT INTO public.record_links (from_table, from_id, to_table, to_id) "
-                     "VALUES ('oe', %s, 'delivery_orders', 1), ('delivery_orders', 1, 'ar', %s)", (oe_id, ar[0]))
+                     "VALUES ('oe', %s, 'delivery_orders', %s), ('delivery_orders', %s, 'ar', %s)",
+                     (oe_id, delivery_order, delivery_order, ar[0]))
     else:
         conn.execute("INSERT INTO public.record_links (from_table, from_id, to_table, to_id) VALUES ('oe', %s, 'ar', %s)",
                      (oe_id, ar[0]))

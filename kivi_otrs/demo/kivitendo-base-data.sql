@@ -29,5 +29,22 @@ BEGIN
 END
 $$;
 
--- kivitendo's single row of number ranges (sales order numbers continue from here).
-INSERT INTO public.defaults (sonumber) VALUES ('AB-0999');
+-- kivitendo's single row of number ranges (sales order numbers continue from here). The real
+-- 4.1 schema's row also needs the client's currency, country and receivables/payables accounts.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = 'public' AND table_name = 'defaults' AND column_name = 'ar_chart_id') THEN
+        INSERT INTO public.chart (accno, description, category, link)
+        VALUES ('1600', 'Verbindlichkeiten aus Lieferungen und Leistungen', 'L', 'AP');
+        INSERT INTO public.defaults (sonumber, currency_id, address_country_id, ar_chart_id, ap_chart_id)
+        SELECT 'AB-0999', 1, 1, (SELECT id FROM public.chart WHERE accno = '1400'),
+               (SELECT id FROM public.chart WHERE accno = '1600');
+    ELSE
+        INSERT INTO public.defaults (sonumber) VALUES ('AB-0999');
+    END IF;
+END
+$$;
+
+-- kivitendo's upgrade log: a 4.1.0 client database has the release tag (a schema-only dump has not).
+INSERT INTO public.schema_info (tag, login) VALUES ('release_4_1_0', 'admin') ON CONFLICT DO NOTHING;

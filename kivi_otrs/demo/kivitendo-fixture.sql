@@ -259,9 +259,19 @@ CREATE TABLE public.invoice (
     unit character varying(20),
     position integer NOT NULL
 );
+CREATE TYPE public.delivery_order_types AS ENUM ('sales_delivery_order', 'purchase_delivery_order',
+    'supplier_delivery_order', 'rma_delivery_order');
+CREATE TABLE public.delivery_orders (
+    id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
+    donumber text NOT NULL,
+    customer_id integer REFERENCES public.customer(id),
+    taxzone_id integer NOT NULL,
+    currency_id integer NOT NULL,
+    record_type public.delivery_order_types NOT NULL
+);
 CREATE TABLE public.delivery_order_items (
     id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
-    delivery_order_id integer NOT NULL,
+    delivery_order_id integer NOT NULL REFERENCES public.delivery_orders(id) ON DELETE CASCADE,
     parts_id integer NOT NULL,
     description text,
     longdescription text,
