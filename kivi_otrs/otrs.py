@@ -295,6 +295,7 @@ class OtrsClient:
         self.http = http or requests.Session()
         self.http.headers.update(HEADERS)
         self.requests_made = 0
+        self._answered = False  # has OTRS answered this client yet (tells "went away" from "wrong web service")
         self.calls: dict[str, int] = {}
         self.fastest: float | None = None  # seconds of the quickest call so far (BatchSizer's fixed cost)
         self.batch_sizes: list[int] = []  # TicketGet sizes of the last closed_tickets, for reports and benches
@@ -374,6 +375,10 @@ class OtrsClient:
                                       f"{self.settings.read_timeout:g} s") from None
         except requests.exceptions.ConnectionError as exc:
             detail = repr(exc)
+            if ("RemoteDisconnected" in detail or "Connection aborted" in detail) and self._answered:
+                raise HelpdeskUnavailable(  # the web service answered before: OTRS went away meanwhile
+                    f"OTRS at {self._where} stopped answering ({operation}: connection closed); try again when "
+                    "the helpdesk is back") from None
             if "RemoteDisconnected" in detail or "Connection aborted" in detail:
                 raise HelpdeskUnavailable(
                     f"OTRS at {self._where} closed the connection without answering {operation}; check the web "
@@ -383,6 +388,7 @@ class OtrsClient:
             raise HelpdeskUnavailable(f"request to OTRS at {self._where} failed ({operation}): "
                                       f"{type(exc).__name__}") from None
         seconds = time.perf_counter() - started
+        self._answered = True
         self._local.last = (seconds, len(response.content))
         with self._count_lock:
             self.fastest = seconds if self.fastest is None else min(self.fastest, seconds)

@@ -128,7 +128,7 @@ def test_wrong_password_is_one_clear_line_without_the_secret(otrs: OtrsDouble, c
 
 
 @pytest.mark.parametrize(("fault", "error", "text"), [
-    ("down", HelpdeskUnavailable, "closed the connection without answering TicketSearch; check the web service name"),
+    ("down", HelpdeskUnavailable, "stopped answering (TicketSearch: connection closed); try again when the helpdesk"),
     ("garbage", HelpdeskError, "OTRS answered TicketSearch with something that is not JSON (text/html, 46 bytes)"),
     ("error500", HelpdeskError, "OTRS answered HTTP 500 to TicketSearch: Internal Server Error"),
     ("unavailable", HelpdeskUnavailable, "answered HTTP 503 to TicketSearch (not available)"),
@@ -310,3 +310,10 @@ def test_batch_size_follows_the_measured_cost_per_call_and_ticket() -> None:
     small.fixed_cost(0.002)
     small.observe(50, 0.004, 50 * 1500)
     assert small.next_size(950) == 50  # growing would save milliseconds: the configured size stays
+
+
+def test_a_connection_closed_before_any_answer_points_at_the_web_service_name(otrs: OtrsDouble) -> None:
+    """Znuny closes the connection for an unknown web service: before OTRS ever answered, the message says so."""
+    otrs.fail_next(3, "down")
+    with client(otrs) as c, pytest.raises(HelpdeskUnavailable, match="check the web service name"):
+        c.login()
