@@ -9,7 +9,8 @@
 -- * once saved, the tie is the position id; the text's digest recognises copies;
 -- * saving a COPY (save as new, quotation -> order, a late save after the reservation expired
 --   and a colleague billed the ticket) of a ticket that is already billed elsewhere is refused
---   with a one-line message kivitendo shows: a second billing document never gets saved;
+--   with a message naming ticket and order (inside kivitendo's error box): a second billing document
+--   never gets saved;
 -- * a saved ticket position gets recurring_billing_mode 'once' (periodic invoices bill it once,
 --   whatever the order screen posted);
 -- * deleting a position or order releases only tickets that no invoice bills.
