@@ -332,3 +332,33 @@ def test_reconcile_never_calls_an_invoiced_ticket_billable_again(conn: psycopg.C
     delete_order(conn, other)
     again = next(r for r in reports.reconciliation(conn) if "billable again" in r.title)
     assert [row[1] for row in again.rows] == ["70"]
+
+
+def test_two_copies_saved_at_once_after_the_original_was_deleted_bill_the_ticket_once(migrated_dsn: str) -> None:
+    """Two sessions save copies of a released ticket position at the same moment: one is tied, the other refused."""
+    import threading
+
+    with psycopg.connect(migrated_dsn) as setup:
+        oe_id, _ = billed_order(setup, TicketData(71, "71", "Wettlauf", Decimal(30)))
+        first, second = copy_order(setup, oe_id, "sales_quotation"), copy_order(setup, oe_id, "sales_quotation")
+        delete_order(setup, oe_id)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def confirm(quotation: int) -> None:
+        with psycopg.connect(migrated_dsn) as c:
+            barrier.wait()
+            try:
+                with c.transaction():
+                    copy_order(c, quotation)  # quotation -> order confirmation, saved
+                outcomes.append("saved")
+            except psycopg.Error as exc:
+                outcomes.append("refused" if "Ticket 71" in str(exc) else str(exc))
+
+    threads = [threading.Thread(target=confirm, args=(q,)) for q in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "saved"]
+    with psycopg.connect(migrated_dsn) as c:
+        assert c.execute("SELECT state FROM kivi_otrs.ledger WHERE ticket_id = 71").fetchall() == [("billed",)]
