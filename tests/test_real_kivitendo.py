@@ -71,6 +71,16 @@ BUTTON = "#kivi_otrs_get_tickets"
 ROW_PARTS = "[name='order.orderitems[].parts_id']"
 ROW_LONGDESCRIPTION = "[name='order.orderitems[].longdescription']"
 TIMEOUT_MS = 60_000
+# kivi.KiviOtrs.position_fields: the fields of one position posted after parts_id.
+POSITION_FIELDS = (
+    "qty_as_number",
+    "description",
+    "longdescription",
+    "unit",
+    "sellprice_as_number",
+    "discount_as_percent",
+    "recurring_billing_mode",
+)
 
 # The button's summary in the user's language (kivitendo/public/js/kivi.KiviOtrs.js).
 TEXTS = {
@@ -224,8 +234,8 @@ class Kivi:
 
     # -- orders -----------------------------------------------------------------------------------------------
 
-    def new_sales_order(self, customer: str) -> None:
-        self.goto("controller.pl?action=Order/add&type=sales_order")
+    def new_sales_order(self, customer: str, record_type: str = "sales_order") -> None:
+        self.goto(f"controller.pl?action=Order/add&type={record_type}")
         field_ = self.page.locator("#order_customer_id_name")
         field_.click()
         field_.press_sequentially(customer, delay=40)
@@ -267,6 +277,70 @@ class Kivi:
         self.page.wait_for_load_state("networkidle")
         return answer
 
+    def add_positions_as_the_button_does(self) -> Answer:
+        """Ask KiviOtrs/positions and insert its positions with kivi.Order.add_multi_items, as the button does.
+
+        For record types without the button (a quotation): same request, same name/value list
+        (kivi.KiviOtrs.positions_to_form_data when that script is on the page, else the same list built here).
+        """
+        before = self.row_count()
+        result: dict[str, Any] = self.page.evaluate(
+            """fields => new Promise(resolve => {
+                const val = sel => { const v = $(sel).val(); return v === undefined || v === null ? '' : String(v); };
+                const toData = positions => {
+                  if (window.kivi.KiviOtrs && kivi.KiviOtrs.positions_to_form_data)
+                    return kivi.KiviOtrs.positions_to_form_data(positions);
+                  const data = [];
+                  positions.forEach(p => {
+                    data.push({ name: 'add_items[+].parts_id', value: String(p.parts_id) });
+                    fields.forEach(f => {
+                      if (p[f] !== undefined && p[f] !== null) data.push({ name: 'add_items[].' + f, value: String(p[f]) });
+                    });
+                  });
+                  return data;
+                };
+                $.ajax({
+                  url: 'controller.pl?action=KiviOtrs/positions', type: 'POST', dataType: 'json',
+                  data: { customer_id: val('#order_customer_id'), order_id: val('#id'), periodic: 0,
+                          period: 'previous-month' },
+                  success: (body, _text, xhr) => {
+                    const positions = (body && body.positions) || [];
+                    if (positions.length) kivi.Order.add_multi_items(toData(positions));
+                    resolve({ status: xhr.status, body: body || {} });
+                  },
+                  error: xhr => {
+                    let body;
+                    try { body = JSON.parse(xhr.responseText); } catch (e) { body = { raw: String(xhr.responseText) }; }
+                    resolve({ status: xhr.status, body: body });
+                  }
+                });
+            })""",
+            list(POSITION_FIELDS),
+        )
+        body = result["body"]
+        answer = Answer(status=int(result["status"]), body=body, positions=list(body.get("positions") or []))
+        if answer.positions:
+            self.page.wait_for_function(
+                f'() => document.querySelectorAll("{ROW_PARTS}").length >= {before + len(answer.positions)}',
+                timeout=TIMEOUT_MS,
+            )
+        self.page.wait_for_load_state("networkidle")
+        return answer
+
+    def row_index_with(self, ticket_number: str) -> int:
+        texts: list[str] = self.page.eval_on_selector_all(ROW_LONGDESCRIPTION, "els => els.map(e => e.value)")
+        return next(i for i, text in enumerate(texts) if ticket_number in text)
+
+    def save_as_new_refused(self) -> str:
+        """'Als neu speichern', expecting kivi-otrs' refusal; returns the red error box's text."""
+        self.actionbar("Als neu speichern")
+        self.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#layout_flash_container .layout-flash-error'))"
+            ".some(e => e.offsetParent !== null && /kivi-otrs:/.test(e.innerText))",
+            timeout=TIMEOUT_MS,
+        )
+        return self.flash("error")
+
     def flash(self, kind: str | None = None) -> str:
         """Text of the visible flash messages (kivitendo 4.1: #layout_flash_container)."""
         selector = "#layout_flash_container .layout-flash-message" + (f".layout-flash-{kind}" if kind else "")
@@ -293,12 +367,9 @@ class Kivi:
         return "Speichern" if "Speichern" in names else "Save"
 
     def delete_row_with(self, ticket_number: str) -> None:
-        texts: list[str] = self.page.eval_on_selector_all(ROW_LONGDESCRIPTION, "els => els.map(e => e.value)")
-        index = next(i for i, text in enumerate(texts) if ticket_number in text)
-        self.page.locator("[onclick*='delete_order_item_row']").nth(index).click()
-        self.page.wait_for_function(
-            f'() => document.querySelectorAll("{ROW_PARTS}").length === {len(texts) - 1}', timeout=TIMEOUT_MS
-        )
+        rows = self.row_count()
+        self.page.locator("[onclick*='delete_order_item_row']").nth(self.row_index_with(ticket_number)).click()
+        self.page.wait_for_function(f'() => document.querySelectorAll("{ROW_PARTS}").length === {rows - 1}', timeout=TIMEOUT_MS)
 
     def delete_order(self, order_id: int) -> None:
         self.open_order(order_id)
@@ -526,13 +597,7 @@ def test_save_as_new_is_refused_with_kivi_otrs_message(kivi: Kivi, peer: Peer) -
     orders_before = peer.query("SELECT count(*) AS n FROM oe")[0]["n"]
     ledger_before = ledger(peer)
 
-    kivi.actionbar("Als neu speichern")
-    kivi.page.wait_for_function(
-        "() => Array.from(document.querySelectorAll('#layout_flash_container .layout-flash-error'))"
-        ".some(e => e.offsetParent !== null && /kivi-otrs:/.test(e.innerText))",
-        timeout=TIMEOUT_MS,
-    )
-    error = kivi.flash("error")
+    error = kivi.save_as_new_refused()
     kivi.shot("refused")
     assert "kivi-otrs: Ticket" in error
     assert f"ist bereits abgerechnet in Auftrag {ordnumber(peer, order_id)}" in error
@@ -681,3 +746,129 @@ def test_button_in_another_client_never_reads_or_reserves_this_clients_tickets(
     finally:
         if has_schema:
             release_ledger(peer, other["customernumber"], dsn=peer.other_dsn)
+
+
+def order_items(peer: Peer, order_id: int) -> list[dict[str, Any]]:
+    return peer.query(
+        "SELECT id, parts_id, position, description, longdescription, qty, sellprice,"
+        " recurring_billing_mode::text AS mode FROM orderitems WHERE trans_id = %s ORDER BY position, id",
+        (order_id,),
+    )
+
+
+def test_quotation_keeps_tickets_reserved_and_its_order_confirmation_bills_them(kivi: Kivi, peer: Peer) -> None:
+    """Quotation with ticket rows saved: still reserved; "Speichern und Auftragsbestätigung" + save bills the order."""
+    kivi.new_sales_order(peer.customer, record_type="sales_quotation")
+    assert not kivi.page.locator(BUTTON).is_visible(), "the button is meant for sales orders only"
+    answer = kivi.add_positions_as_the_button_does()
+    numbers = require_tickets(answer, peer)
+    assert kivi.row_count() == len(answer.positions)
+    quotation_id = kivi.save_order()
+    kivi.shot("quotation-saved")
+    assert peer.query("SELECT record_type::text AS t FROM oe WHERE id = %s", (quotation_id,))[0]["t"] == "sales_quotation"
+    assert len(order_items(peer, quotation_id)) == len(numbers)
+    reserved = live(ledger(peer, numbers))
+    assert sorted(reserved) == sorted(numbers)
+    for number, entry in reserved.items():
+        assert entry["state"] == "reserved", (number, entry)
+        assert entry["oe_id"] is None and entry["orderitems_id"] is None, (number, entry)
+
+    label = "Speichern und Auftragsbestätigung"
+    kivi.actionbar_and_wait_for_page(label)
+    assert kivi.order_id() is None, "the order confirmation form should not be saved yet"
+    assert kivi.row_count() == len(numbers)
+    order_id = kivi.save_order()
+    kivi.shot("order-saved")
+    assert order_id != quotation_id
+    assert peer.query("SELECT record_type::text AS t FROM oe WHERE id = %s", (order_id,))[0]["t"] == "sales_order"
+    items = order_items(peer, order_id)
+    entries = live(ledger(peer, numbers))
+    assert sorted(entries) == sorted(numbers)
+    for number, entry in entries.items():
+        assert entry["state"] == "billed", (number, entry)
+        assert entry["oe_id"] == order_id, (number, entry)
+    assert sorted(e["orderitems_id"] for e in entries.values()) == sorted(i["id"] for i in items)
+    assert {i["mode"] for i in items} == {"once"}
+    assert peer.query(
+        "SELECT 1 FROM record_links WHERE from_table = 'oe' AND from_id = %s AND to_table = 'oe' AND to_id = %s",
+        (quotation_id, order_id),
+    )
+
+
+def test_delivery_order_from_an_order_leaves_ledger_and_positions_alone(kivi: Kivi, peer: Peer) -> None:
+    """Order -> "Speichern und Lieferschein" -> save: the tickets stay billed on the order's positions."""
+    order_id, numbers = order_with_tickets(kivi)
+    ledger_before = ledger(peer)
+    items_before = order_items(peer, order_id)
+
+    names = kivi.actionbar_names()
+    labels = [n for n in names if n.startswith("Speichern und Lieferschein")]
+    assert labels, f"no delivery order workflow in {names}"
+    kivi.actionbar_and_wait_for_page(labels[0])
+    kivi.actionbar_and_wait_for_page(kivi.save_label())
+    kivi.shot("delivery-order-saved")
+    delivery_orders = peer.query(
+        "SELECT to_id AS id FROM record_links WHERE from_table = 'oe' AND from_id = %s AND to_table = 'delivery_orders'",
+        (order_id,),
+    )
+    assert len(delivery_orders) == 1, f"delivery order not saved: {kivi.flash()!r}"
+    texts = [
+        r["longdescription"] or ""
+        for r in peer.query(
+            "SELECT longdescription FROM delivery_order_items WHERE delivery_order_id = %s", (delivery_orders[0]["id"],)
+        )
+    ]
+    for number in numbers:
+        assert any(number in text for text in texts), f"ticket {number} not in the delivery order"
+    assert ledger(peer) == ledger_before
+    assert order_items(peer, order_id) == items_before
+    assert {e["state"] for e in live(ledger(peer, numbers)).values()} == {"billed"}
+
+
+def test_longdescription_editor_keeps_the_position_billed_and_save_as_new_is_refused(kivi: Kivi, peer: Peer) -> None:
+    """Editing a ticket row's text in the editor drops the marker; the row stays billed; a copy is refused (digest)."""
+    order_id, numbers = order_with_tickets(kivi)
+    before = live(ledger(peer, numbers))
+    ids_before = [i["id"] for i in order_items(peer, order_id)]
+    number = numbers[0]
+    index = kivi.row_index_with(number)
+    assert index == 0, "the first row should hold the first ticket"
+
+    kivi.page.locator("[onclick*='show_longdescription_dialog']").nth(index).click()
+    dialog = kivi.page.locator("#edit_longdescription_dialog")
+    editable = dialog.locator("[contenteditable=true]").first
+    editable.wait_for(state="visible")
+    kivi.shot("editor")
+    editable.click()
+    kivi.page.keyboard.press("Control+End")
+    kivi.page.keyboard.type(" (geprüft)")
+    # CKEditor copies its text back to the textarea when it loses focus (a person's mouse-down on "Übernehmen"
+    # does that before the click; playwright's click is too quick for the editor's deferred blur)
+    kivi.page.locator("#popup_edit_longdescription_runningnumber").click()
+    kivi.page.wait_for_function("() => $('#popup_edit_longdescription_input').val().includes('(geprüft)')")
+    dialog.locator("[onclick*='set_longdescription']").first.click()
+    dialog.wait_for(state="hidden")
+    kivi.page.wait_for_function("sel => document.querySelectorAll(sel)[0].value.includes('(geprüft)')", arg=ROW_LONGDESCRIPTION)
+    assert kivi.save_order() == order_id
+    kivi.shot("edited-saved")
+
+    assert [i["id"] for i in order_items(peer, order_id)] == ids_before
+    stored = peer.query("SELECT longdescription FROM orderitems WHERE id = %s", (before[number]["orderitems_id"],))
+    text = stored[0]["longdescription"] or ""
+    assert "(geprüft)" in text and number in text, text
+    assert "kivi-otrs:" not in text and "<!--" not in text, text
+    after = live(ledger(peer, numbers))
+    assert sorted(after) == sorted(numbers)
+    for ticket, entry in after.items():
+        assert entry["state"] == "billed", (ticket, entry)
+        assert entry["oe_id"] == order_id
+        assert entry["orderitems_id"] == before[ticket]["orderitems_id"], (ticket, entry, before[ticket])
+
+    orders_before = peer.query("SELECT count(*) AS n FROM oe")[0]["n"]
+    ledger_before = ledger(peer)
+    error = kivi.save_as_new_refused()
+    kivi.shot("save-as-new-refused")
+    assert f"kivi-otrs: Ticket {number} ist bereits abgerechnet in Auftrag {ordnumber(peer, order_id)}" in error, error
+    assert kivi.order_id() == order_id
+    assert peer.query("SELECT count(*) AS n FROM oe")[0]["n"] == orders_before
+    assert ledger(peer) == ledger_before
