@@ -255,3 +255,18 @@ def test_otrs_config_portal_block_compiles_and_sets_znunys_auth_keys(tmp_path: A
     }
     without = otrs_config.render("postgresql://u@db.example/firma", "otrs_kivi", "kivi_otrs_reader", slot=slot)
     assert "Customer::AuthModule" not in without
+
+
+def test_portal_login_is_found_in_any_case_but_not_with_other_letters(conn: psycopg.Connection[Any],
+                                                                       migrated_dsn: str) -> None:
+    """Znuny's exact `WHERE login = ?` finds Anna.Meyer@Example.org; ß/ss and accents stay distinct; index used."""
+    flag(conn, ANNA, True)
+    assert run(migrated_dsn, "set", ANNA, "--password-stdin", stdin=GOOD + "\n").returncode == 0
+    query = "SELECT pw, login FROM kivi_otrs.otrs_customer_auth WHERE login = %s"
+    [(pw, login)] = conn.execute(query, ("Anna.Meyer@EXAMPLE.org",)).fetchall()
+    assert login == ANNA and portal.verify(GOOD, pw)
+    assert conn.execute("SELECT 'straße@x.de' = 'strasse@x.de' COLLATE kivi_otrs.login_ci, "
+                        "'müller@x.de' = 'muller@x.de' COLLATE kivi_otrs.login_ci").fetchone() == (False, False)
+    conn.execute("SET enable_seqscan = off")
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, ("X@y.z",)).fetchall())
+    assert "customer_user_login_ci_idx" in plan
