@@ -206,7 +206,7 @@ def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int,
 
 
 def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to: Any = None,
-        customers: list[str] | None = None, dry_run: bool = False, fetch_all: AllTicketsFetcher = fetch_all_from_otrs,
+        customers: list[str] | None = None, dry_run: bool = False, fetch_all: AllTicketsFetcher | None = None,
         progress: Callable[[str, int, int], None] | None = None, user: str | None = None) -> RunSummary:
     """Bill every customer with billable tickets in the period; see the module docstring."""
     user = user or getpass.getuser()
@@ -221,7 +221,7 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
         started = time.perf_counter()
         fetched: list[Any] | TicketResult
-        if fetch_all is fetch_all_from_otrs:  # a stale write-back field never hides a ticket billed nowhere
+        if fetch_all is None:  # from OTRS; a stale write-back field never hides a ticket billed nowhere
             fetched = fetch_all_from_otrs(otrs_settings, period, lambda ids: positions.not_billed(conn, ids))
         else:
             fetched = fetch_all(otrs_settings, period)
@@ -291,7 +291,7 @@ def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: i
                 if conn.execute(OBSOLETE_SQL, {"id": customer_db_id}).fetchone() == (True,):
                     result.notes.append("the customer is marked obsolete in kivitendo")
                 plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
-                                       source="bill", periodic=target.periodic or None)
+                                       source="bill")
                 if not plan.positions:
                     if created:
                         raise _NothingToBill

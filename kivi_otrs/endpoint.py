@@ -51,7 +51,7 @@ from .errors import (
     TemplateError,
 )
 from .render import NUMBER_FORMATS
-from .service import Request, TicketFetcher, fetch_from_otrs, make_positions
+from .service import Request, TicketFetcher, make_positions
 
 log = logging.getLogger("kivi_otrs.endpoint")
 access_log = logging.getLogger("kivi_otrs.endpoint.access")
@@ -206,7 +206,7 @@ def _printable(text: str, limit: int = 200) -> str:
 class EndpointApp:
     """The WSGI application: routes, token, request validation, one-line JSON answers."""
 
-    def __init__(self, clients: Iterable[Client], fetch: TicketFetcher = fetch_from_otrs) -> None:
+    def __init__(self, clients: Iterable[Client], fetch: TicketFetcher | None = None) -> None:
         self.clients: dict[str, Client] = {}
         for client in clients:
             if client.name in self.clients:
@@ -363,7 +363,7 @@ class EndpointServer:
     """The endpoint on waitress: ``serve_forever()`` in the foreground, or ``start_background()`` for tests."""
 
     def __init__(self, clients: Iterable[Client], host: str = "127.0.0.1", port: int = 8765,
-                 fetch: TicketFetcher = fetch_from_otrs, tuning: Tuning = Tuning()) -> None:
+                 fetch: TicketFetcher | None = None, tuning: Tuning = Tuning()) -> None:
         self.app = EndpointApp(clients, fetch)
         sockets = bind_loopback(host, port)
         self._map: dict[int, Any] = {}

@@ -300,7 +300,7 @@ class ArticleResolver:
 
 def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLike], period_start: date,
           period_end: date, settings: BillingSettings, renderer: Renderer, user: str, source: str = "button",
-          dry_run: bool = False, periodic: bool | None = None) -> Plan:
+          dry_run: bool = False) -> Plan:
     """Decide, render and (unless dry_run) reserve positions for the tickets, in one transaction."""
     plan = Plan(reservation_minutes=settings.reservation_minutes)
     resolver = ArticleResolver(conn, target, settings.default_part)

@@ -46,7 +46,7 @@ class Request:
     source: str = "button"
 
 
-def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from_otrs) -> tuple[positions.Plan, Period]:
+def make_positions(dsn: str, request: Request, fetch: TicketFetcher | None = None) -> tuple[positions.Plan, Period]:
     """Run one positions action; raises KiviOtrsError subclasses with one-line messages.
 
     A dry run computes the positions in read-only transactions: PostgreSQL refuses any
@@ -64,7 +64,7 @@ def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from
         period = resolve_period(request.period or values["billing.period"], values["site.timezone"],
                                 date_from=request.date_from, date_to=request.date_to)
         fetched: list[Any] | TicketResult
-        if fetch is fetch_from_otrs:  # a stale write-back field never hides a ticket kivitendo bills nowhere
+        if fetch is None:  # from OTRS; a stale write-back field never hides a ticket kivitendo bills nowhere
             fetched = fetch_from_otrs(otrs_settings, target.customer_number, period,
                                       lambda ids: positions.not_billed(conn, ids))
         else:
@@ -74,21 +74,18 @@ def make_positions(dsn: str, request: Request, fetch: TicketFetcher = fetch_from
         plan = positions.claim(
             conn, target, tickets, period.start.date(), (period.end - timedelta(seconds=1)).date(), billing, renderer,
             user=request.user or getpass.getuser(), source=request.source, dry_run=request.dry_run,
-            periodic=request.periodic if request.periodic else None,
         )
-    # A CustomerID differing in case only may be another kivitendo customer's number: OTRS compares
-    # company ids case-insensitively, so name that conflict instead of blaming the ticket.
-    case_only = [s for s in otrs_skipped if s.get("reason_code") == "case_only"]
-    if case_only:
-        with db.connect(dsn) as check:
-            numbers = {r[0] for r in check.execute(EXACT_NUMBERS_SQL,
-                                                   {"numbers": [s["customer_id"] for s in case_only]}).fetchall()}
-        for s in case_only:
-            s["reason_args"] = {"customer_id": s["customer_id"]}
-            if s["customer_id"] in numbers:
-                s["reason_code"] = "case_conflict"
-                s["reason"] = (f"belongs to kivitendo customer {s['customer_id']!r}; customer numbers that differ "
-                               "only in case are one company in OTRS: give one of them another number in kivitendo")
+        # A CustomerID differing in case only may be another kivitendo customer's number: OTRS compares
+        # company ids case-insensitively, so name that conflict instead of blaming the ticket.
+        case_only = [s for s in otrs_skipped if s.get("reason_code") == "case_only"]
+        numbers = {r[0] for r in conn.execute(EXACT_NUMBERS_SQL, {"numbers": [s["customer_id"] for s in case_only]})
+                   } if case_only else set()
+    for s in case_only:
+        s["reason_args"] = {"customer_id": s["customer_id"]}
+        if s["customer_id"] in numbers:
+            s["reason_code"] = "case_conflict"
+            s["reason"] = (f"belongs to kivitendo customer {s['customer_id']!r}; customer numbers that differ "
+                           "only in case are one company in OTRS: give one of them another number in kivitendo")
     # Every ticket OTRS returned and we do not bill shows up with its reason (bad time, no customer, ...).
     plan.skipped.extend({**s, "reason_code": s.get("reason_code", "otrs_data")} for s in otrs_skipped)
     return plan, period
