@@ -43,9 +43,7 @@ BEGIN
             INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
             SELECT l.ticket_id, l.id, ''
             FROM kivi_otrs.ledger l JOIN kivi_otrs_old o ON l.orderitems_id = o.id
-            WHERE l.state = 'released' AND l.released_at = now()
-              AND EXISTS (SELECT 1 FROM kivi_otrs.settings
-                          WHERE key = 'writeback.enabled' AND lower(value) IN ('1', 'true', 'yes', 'on', 't', 'y'));
+            WHERE l.state = 'released' AND l.released_at = now() AND kivi_otrs.writeback_enabled();
             RETURN NULL;
         END IF;
 
@@ -175,8 +173,7 @@ BEGIN
         WHERE l.id = m.ledger_id AND m.how <> 'copy'
         $q$ USING m_item, m_ledger, m_how;
         -- Write-back: the OTRS dynamic field gets "<order number>/<position>" (kivi-otrs writeback sends it).
-        IF EXISTS (SELECT 1 FROM kivi_otrs.settings
-                   WHERE key = 'writeback.enabled' AND lower(value) IN ('1', 'true', 'yes', 'on', 't', 'y')) THEN
+        IF kivi_otrs.writeback_enabled() THEN
             INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
             SELECT l.ticket_id, l.id, oe.ordnumber || '/' || n.position
             FROM unnest(m_item, m_ledger, m_how) AS m(item_id, ledger_id, how)
@@ -185,11 +182,13 @@ BEGIN
             JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
             WHERE m.how IN ('marker', 'ticket number');
         END IF;
-        -- A periodic invoice took the position: the ticket is invoiced.
-        UPDATE kivi_otrs.ledger l
-        SET state = 'invoiced', invoice_id = n.recurring_billing_invoice_id, invoiced_at = now()
-        FROM kivi_otrs_new n
-        WHERE l.orderitems_id = n.id AND l.state = 'billed' AND n.recurring_billing_invoice_id IS NOT NULL;
+        -- A periodic invoice took the position: the ticket is invoiced (only the job's UPDATE sets the field).
+        IF EXISTS (SELECT 1 FROM kivi_otrs_new n WHERE n.recurring_billing_invoice_id IS NOT NULL) THEN
+            UPDATE kivi_otrs.ledger l
+            SET state = 'invoiced', invoice_id = n.recurring_billing_invoice_id, invoiced_at = now()
+            FROM kivi_otrs_new n
+            WHERE l.orderitems_id = n.id AND l.state = 'billed' AND n.recurring_billing_invoice_id IS NOT NULL;
+        END IF;
         -- Ticket minutes are one-off: periodic invoices must bill them once. Positions with the marker
         -- or already tied get it from kivi_otrs.once_trigger() before they are written; a position tied
         -- by its ticket number only now is updated here.

@@ -47,15 +47,14 @@ AS $fn$
 BEGIN
     BEGIN
         UPDATE kivi_otrs.ledger l
-        SET state = CASE WHEN EXISTS (SELECT 1 FROM public.orderitems oi WHERE oi.id = l.orderitems_id)
-                         THEN 'billed' ELSE 'released' END,
-            release_reason = CASE WHEN EXISTS (SELECT 1 FROM public.orderitems oi WHERE oi.id = l.orderitems_id)
-                                  THEN NULL ELSE 'invoice deleted, order position gone' END,
-            released_at = CASE WHEN EXISTS (SELECT 1 FROM public.orderitems oi WHERE oi.id = l.orderitems_id)
-                               THEN NULL ELSE now() END,
+        SET state = CASE WHEN p.present THEN 'billed' ELSE 'released' END,
+            release_reason = CASE WHEN p.present THEN NULL ELSE 'invoice deleted, order position gone' END,
+            released_at = CASE WHEN p.present THEN NULL ELSE now() END,
             invoice_id = NULL, invoice_item_id = NULL, invoiced_at = NULL
-        FROM kivi_otrs_old o
-        WHERE l.invoice_id = o.id AND l.state = 'invoiced';
+        FROM (SELECT x.id, EXISTS (SELECT 1 FROM public.orderitems oi WHERE oi.id = x.orderitems_id) AS present
+              FROM kivi_otrs.ledger x JOIN kivi_otrs_old o ON x.invoice_id = o.id
+              WHERE x.state = 'invoiced') p
+        WHERE l.id = p.id;
     EXCEPTION WHEN OTHERS THEN
         UPDATE kivi_otrs.sync_state
         SET stale = true, last_error = 'ar DELETE: ' || SQLERRM, last_error_at = now();
