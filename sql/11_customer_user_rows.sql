@@ -3,6 +3,10 @@
 -- The body is a string, so PostgreSQL records no dependency on kivitendo columns and
 -- kivitendo's own upgrades can drop or retype them (kivi-otrs doctor reports the drift).
 -- No SET clause: the planner inlines it, so a call with a few ids uses the primary key.
+-- The ids are one `= ANY` condition (NULL = all ids, evaluated only then) and not
+-- `ids IS NULL OR cp_id = ANY (ids)`: a cached generic plan of a caller (refresh_logins'
+-- path for a few logins) then looks the ids up through the primary key, where the OR
+-- made every generic plan read the whole of public.contacts.
 --
 -- Rules (README "Customer users"):
 --  * login = lower(btrim(contacts.cp_email)); malformed addresses and contacts without
@@ -32,7 +36,7 @@ contact AS (
     LEFT JOIN flag ON true
     LEFT JOIN public.custom_variables cv
            ON cv.config_id = flag.id AND cv.trans_id = ct.cp_id AND cv.sub_module = ''
-    WHERE (p_contact_ids IS NULL OR ct.cp_id = ANY (p_contact_ids))
+    WHERE ct.cp_id = ANY (coalesce(p_contact_ids, ARRAY(SELECT cp_id FROM public.contacts)))
       AND kivi_otrs.login_of(ct.cp_email) IS NOT NULL
 ),
 link AS (

@@ -1,8 +1,12 @@
 -- drop: DROP FUNCTION IF EXISTS kivi_otrs.refresh_contacts(integer[])
 -- Mirror changed kivitendo contacts: their old and new logins are recomputed.
+-- kivi_otrs.contact_login is written only where a contact's login changed: a save that
+-- keeps the e-mail address touches none of its rows or indexes. Generic plans (planned
+-- once per session): every statement looks up the given ids through primary keys.
 CREATE OR REPLACE FUNCTION kivi_otrs.refresh_contacts(p_contact_ids integer[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_logins text[];
@@ -16,10 +20,14 @@ BEGIN
         SELECT kivi_otrs.login_of(cp_email) FROM public.contacts
         WHERE cp_id = ANY (p_contact_ids) AND kivi_otrs.login_of(cp_email) IS NOT NULL);
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
-    DELETE FROM kivi_otrs.contact_login WHERE cp_id = ANY (p_contact_ids);
+    DELETE FROM kivi_otrs.contact_login cl
+    WHERE cl.cp_id = ANY (p_contact_ids)
+      AND NOT EXISTS (SELECT 1 FROM public.contacts ct
+                      WHERE ct.cp_id = cl.cp_id AND kivi_otrs.login_of(ct.cp_email) = cl.login);
     INSERT INTO kivi_otrs.contact_login (cp_id, login)
     SELECT cp_id, kivi_otrs.login_of(cp_email) FROM public.contacts
-    WHERE cp_id = ANY (p_contact_ids) AND kivi_otrs.login_of(cp_email) IS NOT NULL;
+    WHERE cp_id = ANY (p_contact_ids) AND kivi_otrs.login_of(cp_email) IS NOT NULL
+    ON CONFLICT (cp_id) DO NOTHING;
     PERFORM kivi_otrs.refresh_logins(v_logins);
 END
 $fn$;

@@ -12,20 +12,56 @@ DECLARE
     v_ids integer[];
     v_numbers text[];
     v_flag integer;
+    v_fast integer[];
     v_full_refresh_above constant integer := 20000;
 BEGIN
     BEGIN
-        v_flag := (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id');
+        IF TG_TABLE_NAME IN ('custom_variables', 'custom_variable_configs') THEN
+            v_flag := (SELECT value::integer FROM kivi_otrs.install_state WHERE key = 'flag_config_id');
+        END IF;
         IF TG_TABLE_NAME = 'contacts' THEN
             IF TG_OP = 'INSERT' THEN
                 v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_new);
             ELSIF TG_OP = 'DELETE' THEN
                 v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_old);
             ELSE
-                v_ids := ARRAY(SELECT n.cp_id FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
-                               WHERE to_jsonb(n) - 'mtime' IS DISTINCT FROM to_jsonb(o) - 'mtime'
-                               UNION SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
-                               UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
+                -- Only columns the customer users show count; mtime does not (kivitendo sets it
+                -- on every save), nor do the many columns OTRS never sees (a save of cp_phone2
+                -- does nothing here). Saves that keep the login and itime change only fields of
+                -- the contact's own customer user row (when it is that row's primary contact):
+                -- they are written straight into that row below, without recomputing the login.
+                SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
+                       coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
+                INTO v_fast, v_ids
+                FROM (SELECT n.cp_id,
+                             kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)
+                             AND n.itime IS NOT DISTINCT FROM o.itime AS fast
+                      FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
+                      WHERE (n.cp_email, n.cp_title, n.cp_givenname, n.cp_name, n.cp_gender, n.cp_abteilung,
+                             n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax, n.itime)
+                            IS DISTINCT FROM
+                            (o.cp_email, o.cp_title, o.cp_givenname, o.cp_name, o.cp_gender, o.cp_abteilung,
+                             o.cp_position, o.cp_phone1, o.cp_mobile1, o.cp_fax, o.itime)) d;
+                IF EXISTS (SELECT 1 FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)) THEN
+                    v_ids := v_ids || ARRAY(SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
+                                            UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
+                END IF;
+                IF cardinality(v_fast) > 0 THEN
+                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT kivi_otrs.login_of(cp_email) FROM kivi_otrs_new
+                                                        WHERE cp_id = ANY (v_fast)));
+                    -- The mapping of sql/11_customer_user_rows.sql for the contact's own fields;
+                    -- tests compare the result with a fresh computation.
+                    UPDATE kivi_otrs.customer_user u
+                    SET (cp_email, cp_title, cp_givenname, cp_name, gender, department, position,
+                         cp_phone1, cp_mobile1, cp_fax, change_time, search_text) =
+                        (btrim(n.cp_email), n.cp_title, n.cp_givenname, n.cp_name, btrim(n.cp_gender),
+                         n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax,
+                         greatest(n.mtime, (SELECT cu.mtime FROM public.customer cu WHERE cu.id = u.customer_db_id),
+                                  n.itime),
+                         lower(concat_ws(' ', u.login, n.cp_givenname, n.cp_name, u.customernumber, u.name)))
+                    FROM kivi_otrs_new n
+                    WHERE n.cp_id = ANY (v_fast) AND u.login = kivi_otrs.login_of(n.cp_email) AND u.cp_id = n.cp_id;
+                END IF;
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();
