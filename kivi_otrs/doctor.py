@@ -69,11 +69,21 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
   AND has_table_privilege(%(role)s, c.oid, 'SELECT')
 ORDER BY 1 LIMIT 10
 """
-MIRROR_DIFF_SQL = """
+# Every column but change_time: the mirror keeps the time of the last save that changed
+# something OTRS shows, while kivitendo's mtime moves with every save (also of columns
+# OTRS never sees, which the sync trigger ignores).
+MIRRORED_USER_COLUMNS = (
+    "login, cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender, department, position, "
+    "cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city, country, phone, fax, homepage, gln, cp_valid_id, "
+    "create_time, search_text, cp_id, customer_db_id, contact_ids"
+)
+MIRROR_DIFF_SQL = f"""
 SELECT count(*) FROM (
-    (SELECT * FROM kivi_otrs.customer_user EXCEPT SELECT * FROM kivi_otrs.customer_user_rows(NULL))
+    (SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user
+     EXCEPT SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user_rows(NULL))
     UNION ALL
-    (SELECT * FROM kivi_otrs.customer_user_rows(NULL) EXCEPT SELECT * FROM kivi_otrs.customer_user)
+    (SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user_rows(NULL)
+     EXCEPT SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user)
 ) d
 """
 LINK_DIFF_SQL = """

@@ -25,7 +25,8 @@ BEGIN
             ELSIF TG_OP = 'DELETE' THEN
                 v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_old);
             ELSE
-                -- Only columns the customer users show count; mtime does not (kivitendo sets it
+                -- Only columns the customer users show count (kivi_otrs.contact_fields, read from
+                -- jsonb: a dropped column fails nothing here); mtime does not (kivitendo sets it
                 -- on every save), nor do the many columns OTRS never sees (a save of cp_phone2
                 -- does nothing here). Saves that keep the login and itime change only fields of
                 -- the contact's own customer user row (when it is that row's primary contact):
@@ -34,14 +35,11 @@ BEGIN
                        coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
                 INTO v_fast, v_ids
                 FROM (SELECT n.cp_id,
-                             kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)
-                             AND n.itime IS NOT DISTINCT FROM o.itime AS fast
+                             kivi_otrs.login_of(j.n ->> 'cp_email') IS NOT DISTINCT FROM kivi_otrs.login_of(j.o ->> 'cp_email')
+                             AND j.n -> 'itime' IS NOT DISTINCT FROM j.o -> 'itime' AS fast
                       FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
-                      WHERE (n.cp_email, n.cp_title, n.cp_givenname, n.cp_name, n.cp_gender, n.cp_abteilung,
-                             n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax, n.itime)
-                            IS DISTINCT FROM
-                            (o.cp_email, o.cp_title, o.cp_givenname, o.cp_name, o.cp_gender, o.cp_abteilung,
-                             o.cp_position, o.cp_phone1, o.cp_mobile1, o.cp_fax, o.itime)) d;
+                      CROSS JOIN LATERAL (SELECT to_jsonb(n) AS n, to_jsonb(o) AS o) j
+                      WHERE kivi_otrs.contact_fields(j.n) IS DISTINCT FROM kivi_otrs.contact_fields(j.o)) d;
                 IF EXISTS (SELECT 1 FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)) THEN
                     v_ids := v_ids || ARRAY(SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
                                             UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
@@ -89,7 +87,9 @@ BEGIN
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();
             ELSE
-                PERFORM kivi_otrs.refresh_contacts(v_ids);
+                -- A link changes no e-mail address: the logins come from contact_login.
+                PERFORM kivi_otrs.refresh_logins(ARRAY(
+                    SELECT DISTINCT login FROM kivi_otrs.contact_login WHERE cp_id = ANY (v_ids)));
             END IF;
         ELSIF TG_TABLE_NAME = 'customer' THEN
             IF TG_OP = 'INSERT' THEN
@@ -98,9 +98,44 @@ BEGIN
                 v_ids := ARRAY(SELECT id FROM kivi_otrs_old);
                 v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old);
             ELSE
-                v_ids := ARRAY(SELECT n.id FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
-                               WHERE to_jsonb(n) - 'mtime' IS DISTINCT FROM to_jsonb(o) - 'mtime');
+                -- Only columns the companies and customer users show count (kivi_otrs.customer_fields). Saves
+                -- that keep number, obsolete flag and itime change no ranking: written straight
+                -- into the customer's company and the customer users it is primary for.
+                SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
+                       coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
+                INTO v_fast, v_ids
+                FROM (SELECT n.id,
+                             (j.n -> 'customernumber', j.n -> 'obsolete', j.n -> 'itime') IS NOT DISTINCT FROM
+                             (j.o -> 'customernumber', j.o -> 'obsolete', j.o -> 'itime') AS fast
+                      FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
+                      CROSS JOIN LATERAL (SELECT to_jsonb(n) AS n, to_jsonb(o) AS o) j
+                      WHERE kivi_otrs.customer_fields(j.n) IS DISTINCT FROM kivi_otrs.customer_fields(j.o)) d;
                 v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old WHERE id = ANY (v_ids));
+                IF cardinality(v_fast) > 0 THEN
+                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT login FROM kivi_otrs.customer_user
+                                                        WHERE customer_db_id = ANY (v_fast)));
+                    -- The mappings of sql/11_customer_user_rows.sql and 12_customer_company_rows.sql
+                    -- for the customer's own fields; tests compare with a fresh computation.
+                    UPDATE kivi_otrs.customer_company c
+                    SET (name, department, street, zipcode, city, country, phone, fax, homepage, email,
+                         comments, gln, change_time, search_text) =
+                        (n.name, n.department_1, n.street, n.zipcode, n.city,
+                         (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id),
+                         n.phone, n.fax, n.homepage, n.email, n.notes, n.gln, greatest(n.mtime, n.itime),
+                         lower(concat_ws(' ', c.customer_id, n.name, n.department_1, n.city)))
+                    FROM kivi_otrs_new n
+                    WHERE n.id = ANY (v_fast) AND c.customer_db_id = n.id;
+                    UPDATE kivi_otrs.customer_user u
+                    SET (name, street, zipcode, city, country, phone, fax, homepage, gln, change_time, search_text) =
+                        (n.name, n.street, n.zipcode, n.city,
+                         (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id),
+                         n.phone, n.fax, n.homepage, n.gln,
+                         greatest((SELECT ct.mtime FROM public.contacts ct WHERE ct.cp_id = u.cp_id), n.mtime,
+                                  u.create_time),
+                         lower(concat_ws(' ', u.login, u.cp_givenname, u.cp_name, u.customernumber, n.name)))
+                    FROM kivi_otrs_new n
+                    WHERE n.id = ANY (v_fast) AND u.customer_db_id = n.id;
+                END IF;
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();
@@ -118,8 +153,10 @@ BEGIN
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();
-            ELSE
-                PERFORM kivi_otrs.refresh_contacts(v_ids);
+            ELSIF cardinality(v_ids) > 0 THEN
+                -- The flag changes no e-mail address: the logins come from contact_login.
+                PERFORM kivi_otrs.refresh_logins(ARRAY(
+                    SELECT DISTINCT login FROM kivi_otrs.contact_login WHERE cp_id = ANY (v_ids)));
             END IF;
         ELSIF TG_TABLE_NAME = 'custom_variable_configs' THEN
             -- Each statement may name only the transition tables its event has: one

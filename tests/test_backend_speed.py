@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 from conftest import set_flag
 
+from kivi_otrs import doctor
+
 USERS = "kivi_otrs.otrs_customer_contacts"
 COMPANIES = "kivi_otrs.otrs_customer_companies"
 FRESH_USERS_DIFF = (
@@ -70,3 +72,136 @@ def test_customers_sharing_a_number_are_found_without_scanning_kivitendo(conn: p
     assert conn.execute(f"SELECT 1 FROM {COMPANIES} WHERE customer_id = 'KIVI-9902'").fetchone() is None
     assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
     assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+
+
+# Issue 13 target 2: kivitendo's one-row saves pay little for the live mirror.
+USER_ROW = "SELECT ctid, xmin, * FROM kivi_otrs.customer_user WHERE login = %s"
+
+
+def user_row(conn: psycopg.Connection[Any], login: str) -> tuple[Any, ...] | None:
+    return conn.execute(USER_ROW, (login,)).fetchone()
+
+
+def test_one_row_contact_save_reaches_the_view_in_the_same_transaction(migrated_dsn: str) -> None:
+    """A contact's own fields go straight into its customer user row, seen before commit, and equal a fresh computation."""
+    with psycopg.connect(migrated_dsn) as conn:
+        conn.execute(
+            "UPDATE public.contacts SET cp_phone1 = '+49 40 777', cp_name = 'Meyer-Neu', cp_title = 'Prof.', "
+            "cp_email = ' Anna.Meyer@Example.org ' WHERE cp_id = 9101"
+        )
+        row = conn.execute(
+            f"SELECT cp_phone1, cp_name, cp_title, cp_email FROM {USERS} WHERE login = 'anna.meyer@example.org'"
+        ).fetchone()
+        assert row == ("+49 40 777", "Meyer-Neu", "Prof.", "Anna.Meyer@Example.org")
+        hit = conn.execute(
+            f"SELECT login FROM {USERS} WHERE LOWER(search_text) LIKE LOWER('%meyer-neu%') AND cp_valid_id IN (1, 2)"
+        ).fetchall()
+        assert hit == [("anna.meyer@example.org",)]
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+        conn.rollback()
+        assert conn.execute(f"SELECT cp_name FROM {USERS} WHERE login = 'anna.meyer@example.org'").fetchone() == ("Meyer",)
+
+
+def test_save_of_a_contact_that_is_not_the_primary_one_keeps_the_shared_row(conn: psycopg.Connection[Any]) -> None:
+    """9107 shares Anna's address but 9101 gives the row its name: renaming 9107 changes nothing OTRS shows."""
+    before = user_row(conn, "anna.meyer@example.org")
+    conn.execute("UPDATE public.contacts SET cp_name = 'Anders', cp_phone1 = '+49 1' WHERE cp_id = 9107")
+    assert user_row(conn, "anna.meyer@example.org") == before
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    set_flag(conn, 9107, True)  # now 9107 is the eligible link and gives the row its fields
+    assert conn.execute(f"SELECT cp_name FROM {USERS} WHERE login = 'anna.meyer@example.org'").fetchone() == ("Anders",)
+    conn.execute("UPDATE public.contacts SET cp_name = 'Anders-Zwei' WHERE cp_id = 9107")
+    assert conn.execute(f"SELECT cp_name FROM {USERS} WHERE login = 'anna.meyer@example.org'").fetchone() == ("Anders-Zwei",)
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+
+
+def test_unchanged_save_and_save_of_an_unmirrored_column_leave_the_mirror_alone(
+    migrated_dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """kivitendo's form writes every column and mtime: the mirror row keeps its version (same ctid and xmin)."""
+    before = user_row(conn, "anna.meyer@example.org")
+    logins = conn.execute("SELECT ctid, xmin, * FROM kivi_otrs.contact_login WHERE cp_id = 9101").fetchone()
+    conn.execute(
+        "UPDATE public.contacts SET cp_givenname = cp_givenname, cp_email = cp_email, cp_phone1 = cp_phone1 "
+        "WHERE cp_id = 9101"
+    )
+    conn.execute("UPDATE public.contacts SET cp_phone2 = '+49 2', cp_privatemail = 'a@privat.example' WHERE cp_id = 9101")
+    conn.execute("UPDATE public.customer SET greeting = 'Herr', hourly_rate = 120 WHERE id = 9001")
+    assert user_row(conn, "anna.meyer@example.org") == before
+    assert conn.execute("SELECT ctid, xmin, * FROM kivi_otrs.contact_login WHERE cp_id = 9101").fetchone() == logins
+    assert not [f for f in doctor.diagnose(migrated_dsn) if f.check == "sync"]
+
+
+def test_customer_save_reaches_companies_and_users_in_the_same_transaction(migrated_dsn: str) -> None:
+    """Name, address and phone of a customer go straight into its company and the users it is primary for."""
+    with psycopg.connect(migrated_dsn) as conn:
+        conn.execute(
+            "UPDATE public.customer SET name = 'Müller & Enkel GmbH', city = 'Potsdam', phone = '+49 331 1', "
+            "country_id = 2, department_1 = 'EDV' WHERE id = 9001"
+        )
+        assert conn.execute(
+            f"SELECT name, city, phone FROM {COMPANIES} WHERE customer_id = 'KIVI-1001'"
+        ).fetchone() == ("Müller & Enkel GmbH", "Potsdam", "+49 331 1")
+        assert conn.execute(
+            f"SELECT name, city FROM {USERS} WHERE login = 'anna.meyer@example.org'"
+        ).fetchone() == ("Müller & Enkel GmbH", "Potsdam")
+        hit = conn.execute(
+            f"SELECT customer_id FROM {COMPANIES} WHERE LOWER(search_text) LIKE LOWER('%enkel%') AND valid_id IN (1)"
+        ).fetchall()
+        assert hit == [("KIVI-1001",)]
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+        assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+        conn.execute("UPDATE public.customer SET obsolete = true, customernumber = 'KIVI-1001-X' WHERE id = 9001")
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+        assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+
+
+def test_import_one_statement_per_row_reaches_the_view(migrated_dsn: str) -> None:
+    """kivitendo's CSV import: a contact, then its customer link, one statement each, seen before commit."""
+    with psycopg.connect(migrated_dsn) as conn:
+        for i in range(3):
+            conn.execute(
+                "INSERT INTO public.contacts (cp_id, cp_givenname, cp_name, cp_email) VALUES (%s, 'Imp', %s, %s)",
+                (9500 + i, f"Import{i}", f"imp{i}@import.example"),
+            )
+            assert conn.execute(f"SELECT 1 FROM {USERS} WHERE login = %s", (f"imp{i}@import.example",)).fetchone() is None
+            conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id) VALUES (9002, %s)", (9500 + i,))
+        rows = conn.execute(f"SELECT login, customernumber FROM {USERS} WHERE login LIKE 'imp%%' ORDER BY login").fetchall()
+        assert rows == [(f"imp{i}@import.example", "KIVI-1002") for i in range(3)]
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+
+
+def test_saves_on_the_cached_plans_stay_exact_over_many_calls(conn: psycopg.Connection[Any]) -> None:
+    """More saves than PostgreSQL's five custom plans: the session's generic plans give the same rows."""
+    for i in range(12):
+        conn.execute("UPDATE public.contacts SET cp_email = %s WHERE cp_id = 9102", (f"bernd{i % 3}@example.org",))
+        set_flag(conn, 9103, i % 2 == 0)
+        conn.execute(
+            "UPDATE public.customer_contacts SET main = %s WHERE contact_id = 9103 AND customer_id = 9003", (i % 2 == 1,)
+        )
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,), i
+
+
+def test_the_row_function_for_a_few_ids_keeps_index_lookups_in_a_generic_plan(conn: psycopg.Connection[Any]) -> None:
+    """refresh_logins' cached plan must not read all of public.contacts (the old `ids IS NULL OR` did)."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute("SET enable_seqscan = off")  # the fixture's tables are tiny; what counts is that an index is usable
+    conn.execute("PREPARE rows_of(integer[]) AS SELECT * FROM kivi_otrs.customer_user_rows($1)")
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE rows_of(ARRAY[9101])"))
+    assert "Index Cond: (cp_id = ANY (COALESCE(" in plan, plan
+    assert "Seq Scan on contacts" not in plan, plan
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.customer_user_rows(ARRAY[9101, 9107])").fetchone() == (1,)
+
+
+def test_a_contact_save_after_a_dropped_column_only_warns(migrated_dsn: str) -> None:
+    """The direct path for a contact's own fields never fails kivitendo's statement either."""
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE public.contacts DROP COLUMN cp_fax")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("UPDATE public.contacts SET cp_phone1 = '+49 9' WHERE cp_id = 9101")
+        conn.execute("UPDATE public.contacts SET cp_phone2 = '+49 9' WHERE cp_id = 9102")  # unmirrored: nothing to warn
+        assert conn.execute("SELECT cp_phone1 FROM public.contacts WHERE cp_id = 9101").fetchone() == ("+49 9",)
+        stale, error = conn.execute("SELECT stale, last_error FROM kivi_otrs.sync_state").fetchone()  # type: ignore[misc]
+        assert stale is True and "cp_fax" in error
+        assert len([n for n in notices if "not updated" in n]) == 1, notices
