@@ -11,12 +11,15 @@ customers, 10 % of the contacts at two customers. Then, in one run:
   from common (a legal form, a city) to rare (one customer number, one e-mail). Baseline:
   the seed prototype's view, repaired for kivitendo 4.1, on the same data.
 * **kivitendo's writes** with the live mirror against the same writes without kivi-otrs
-  (triggers dropped with `kivi-otrs views drop`): one-row saves of a contact, a customer,
-  a contact-customer link and the flag; a 50,000-contact import (one INSERT per contact and
-  per link, as kivitendo's CSV import); one statement updating every contact.
+  (its triggers disabled), alternating in blocks on the same data so that load from elsewhere
+  on the machine hits both alike: one-row saves of a contact (a mirrored and an unmirrored
+  column), a customer, a contact-customer link and the flag; a 50,000-contact import (one
+  INSERT per contact and per link, as kivitendo's CSV import); one statement updating every
+  contact (an unmirrored and a mirrored column). `--writes-only` skips the searches.
 
     python bench/bench_customer_backend.py                       # 1M contacts, about 15 minutes
     python bench/bench_customer_backend.py --contacts 100000 --customers 20000 --import-rows 5000
+    python bench/bench_customer_backend.py --writes-only --contacts 200000 --customers 40000
 """
 
 from __future__ import annotations
@@ -252,6 +255,12 @@ def write_cases(rnd: random.Random, customers: int, contacts: int, n: int, flag:
             )
             for i in ct
         ],
+        "save contact, unmirrored column (UPDATE contacts, 1 row)": [
+            sql.SQL("UPDATE public.contacts SET cp_phone2 = {} WHERE cp_id = {}").format(
+                sql.Literal(f"+49 {rnd.randrange(10**8)}"), sql.Literal(i)
+            )
+            for i in ct
+        ],
         "save customer (UPDATE customer, 1 row)": [
             sql.SQL("UPDATE public.customer SET phone = {} WHERE id = {}").format(
                 sql.Literal(f"+49 {rnd.randrange(10**8)}"), sql.Literal(i)
@@ -298,26 +307,70 @@ def import_statements(base: int, rows: int, customers: int) -> list[Any]:
     return out
 
 
-BULK = "UPDATE public.contacts SET cp_phone2 = coalesce(cp_phone2, '') || '9'"
+BULKS = {
+    "bulk": "UPDATE public.contacts SET cp_phone2 = coalesce(cp_phone2, '') || '9'",
+    "bulk mirrored": "UPDATE public.contacts SET cp_phone1 = coalesce(cp_phone1, '') || '9'",
+}
+SYNC_TABLES = ["contacts", "customer", "customer_contacts", "custom_variables", "custom_variable_configs", "countries"]
 
 
-def bench_writes(dsn: str, args: argparse.Namespace, flag: int, base: int) -> dict[str, Any]:
-    """Run every write case on the current installation state; new rows get ids from base on."""
-    out: dict[str, Any] = {}
+def set_sync(conn: psycopg.Connection[Any], on: bool) -> None:
+    """kivi-otrs' triggers on or off: "without kivi-otrs" measured on the same data, in the same session."""
+    for table in SYNC_TABLES:
+        for event in ("insert", "update", "delete"):
+            conn.execute(
+                sql.SQL("ALTER TABLE public.{} {} TRIGGER {}").format(
+                    sql.Identifier(table), sql.SQL("ENABLE" if on else "DISABLE"), sql.Identifier(f"kivi_otrs_sync_{event}")
+                )
+            )
+
+
+def bench_writes(dsn: str, args: argparse.Namespace, flag: int, base: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every write case with the live mirror and without it (triggers disabled), interleaved in blocks.
+
+    The machine is shared: blocks of each case alternate between the two modes (``--rounds``), so
+    load from elsewhere hits both alike. The import alternates in chunks, each its own transaction.
+    Returns (with, without); new rows get ids from base on.
+    """
+    ours: dict[str, Any] = {}
+    without: dict[str, Any] = {}
     rnd = random.Random(args.seed)
+    rounds = args.rounds
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for name, stmts in write_cases(rnd, args.customers, args.contacts, args.writes, flag, base).items():
-            timed(conn, stmts[:5])  # warm-up (the inserts' first rows are not measured)
-            out[name] = timed(conn, stmts[5:])
-        stmts = import_statements(base, args.import_rows, args.customers)
-        start = time.perf_counter()
-        with conn.transaction():
-            timed(conn, stmts)
-        out["import"] = [(time.perf_counter() - start) * 1000]
-        start = time.perf_counter()
-        conn.execute(BULK)
-        out["bulk"] = [(time.perf_counter() - start) * 1000]
-    return out
+        cases = write_cases(rnd, args.customers, args.contacts, args.writes * 2, flag, base)
+        per_block = max(1, args.writes // rounds)
+        for r in range(rounds):
+            for on in (True, False):
+                set_sync(conn, on)
+                offset = (2 * r + (0 if on else 1)) * per_block
+                for name, stmts in cases.items():
+                    block = stmts[offset : offset + per_block]
+                    # The first of each block warms up (caches, the session's plans); inserts use fresh ids.
+                    timed(conn, block[:1])
+                    (ours if on else without).setdefault(name, []).extend(timed(conn, block[1:]))
+        chunks = 2 * rounds
+        rows = args.import_rows // chunks
+        stmts = import_statements(base + 2_000_000, rows * chunks, args.customers)
+        for c in range(chunks):
+            on = c % 2 == 0
+            set_sync(conn, on)
+            start = time.perf_counter()
+            with conn.transaction():
+                timed(conn, stmts[2 * rows * c : 2 * rows * (c + 1)])
+            key = "import"
+            target = ours if on else without
+            target[key] = [target.get(key, [0.0])[0] + (time.perf_counter() - start) * 1000]
+        for key, statement in BULKS.items():
+            for on in (True, False):
+                set_sync(conn, on)
+                start = time.perf_counter()
+                conn.execute(statement)
+                (ours if on else without)[key] = [(time.perf_counter() - start) * 1000]
+        set_sync(conn, True)
+        state = conn.execute("SELECT stale, last_error FROM kivi_otrs.sync_state").fetchone()
+        if state and state[0]:
+            raise SystemExit(f"the live sync failed during the write bench: {state[1]}")
+    return ours, without
 
 
 def build(dsn: str, args: argparse.Namespace) -> int:
@@ -343,7 +396,7 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     rnd = random.Random(args.seed)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SEED_VIEW)
-        for share in args.shares:
+        for share in [] if args.writes_only else args.shares:
             t0 = time.perf_counter()
             if share != GENERATED_SHARE:
                 conn.execute(SET_SHARE.format(pct=share, flag=flag))
@@ -360,14 +413,14 @@ def run(dsn: str, args: argparse.Namespace) -> None:
                 flush=True,
             )  # type: ignore[index]
             bench_search(conn, share, args.queries, args.seed_every, rnd, args.customers, args.contacts)
-    with_sync = bench_writes(dsn, args, flag, IMPORT_BASE)
-    migrate.drop_views(dsn)
-    without = bench_writes(dsn, args, flag, IMPORT_BASE + 5_000_000)
+    with_sync, without = bench_writes(dsn, args, flag, IMPORT_BASE)
     for name in with_sync:
         if name == "import":
             label, limit = f"import {args.import_rows} contacts (2 statements each)", 2.0
         elif name == "bulk":
-            label, limit = f"UPDATE all {args.contacts} contacts (1 statement)", 3.0
+            label, limit = f"UPDATE all {args.contacts} contacts, unmirrored column (1 statement)", 3.0
+        elif name == "bulk mirrored":
+            label, limit = f"UPDATE all {args.contacts} contacts, cp_phone1 (1 statement)", 3.0
         else:
             label, limit = name, 2.0
         ratio = pct(with_sync[name], 50) / pct(without[name], 50)
@@ -389,6 +442,8 @@ def main() -> None:
     parser.add_argument("--shares", type=int, nargs="+", default=[10, 50, 90])
     parser.add_argument("--writes", type=int, default=205, help="one-row saves per kind")
     parser.add_argument("--import-rows", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=10, help="blocks per mode the writes alternate in")
+    parser.add_argument("--writes-only", action="store_true", help="skip the searches: only kivitendo's writes")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dsn", help="an EMPTY database to fill (default: a throwaway local cluster)")
     args = parser.parse_args()

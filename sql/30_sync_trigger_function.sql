@@ -7,6 +7,9 @@
 CREATE OR REPLACE FUNCTION kivi_otrs.sync_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Transition tables carry no statistics: a bulk statement's estimates reach JIT's
+-- thresholds, and compiling costs more than the work.
+SET jit = off
 AS $fn$
 DECLARE
     v_ids integer[];
@@ -25,21 +28,39 @@ BEGIN
             ELSIF TG_OP = 'DELETE' THEN
                 v_ids := ARRAY(SELECT cp_id FROM kivi_otrs_old);
             ELSE
-                -- Only columns the customer users show count (kivi_otrs.contact_fields, read from
-                -- jsonb: a dropped column fails nothing here); mtime does not (kivitendo sets it
+                -- Only columns the customer users show count; mtime does not (kivitendo sets it
                 -- on every save), nor do the many columns OTRS never sees (a save of cp_phone2
                 -- does nothing here). Saves that keep the login and itime change only fields of
                 -- the contact's own customer user row (when it is that row's primary contact):
                 -- they are written straight into that row below, without recomputing the login.
-                SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
-                       coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
-                INTO v_fast, v_ids
-                FROM (SELECT n.cp_id,
-                             kivi_otrs.login_of(j.n ->> 'cp_email') IS NOT DISTINCT FROM kivi_otrs.login_of(j.o ->> 'cp_email')
-                             AND j.n -> 'itime' IS NOT DISTINCT FROM j.o -> 'itime' AS fast
-                      FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
-                      CROSS JOIN LATERAL (SELECT to_jsonb(n) AS n, to_jsonb(o) AS o) j
-                      WHERE kivi_otrs.contact_fields(j.n) IS DISTINCT FROM kivi_otrs.contact_fields(j.o)) d;
+                BEGIN
+                    SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids
+                    FROM (SELECT n.cp_id,
+                                 kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)
+                                 AND n.itime IS NOT DISTINCT FROM o.itime AS fast
+                          FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
+                          WHERE (n.cp_email, n.cp_title, n.cp_givenname, n.cp_name, n.cp_gender, n.cp_abteilung,
+                                 n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax, n.itime)
+                                IS DISTINCT FROM
+                                (o.cp_email, o.cp_title, o.cp_givenname, o.cp_name, o.cp_gender, o.cp_abteilung,
+                                 o.cp_position, o.cp_phone1, o.cp_mobile1, o.cp_fax, o.itime)) d;
+                EXCEPTION WHEN undefined_column THEN
+                    -- A kivitendo upgrade dropped a column we read: compare the columns that are
+                    -- left (kivi_otrs.contact_fields, by name from jsonb), so that saves changing
+                    -- none of them still pass without a warning. Slower (jsonb per row), rare.
+                    WITH n AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
+                    o AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
+                    SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids
+                    FROM (SELECT n.cp_id,
+                                 kivi_otrs.login_of(n.f ->> 'cp_email') IS NOT DISTINCT FROM kivi_otrs.login_of(o.f ->> 'cp_email')
+                                 AND n.f -> 'itime' IS NOT DISTINCT FROM o.f -> 'itime' AS fast
+                          FROM n JOIN o USING (cp_id)
+                          WHERE n.f IS DISTINCT FROM o.f) d;
+                END;
                 IF EXISTS (SELECT 1 FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)) THEN
                     v_ids := v_ids || ARRAY(SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
                                             UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
@@ -98,18 +119,35 @@ BEGIN
                 v_ids := ARRAY(SELECT id FROM kivi_otrs_old);
                 v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old);
             ELSE
-                -- Only columns the companies and customer users show count (kivi_otrs.customer_fields). Saves
+                -- Only columns the companies and customer users show count (not mtime). Saves
                 -- that keep number, obsolete flag and itime change no ranking: written straight
                 -- into the customer's company and the customer users it is primary for.
-                SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
-                       coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
-                INTO v_fast, v_ids
-                FROM (SELECT n.id,
-                             (j.n -> 'customernumber', j.n -> 'obsolete', j.n -> 'itime') IS NOT DISTINCT FROM
-                             (j.o -> 'customernumber', j.o -> 'obsolete', j.o -> 'itime') AS fast
-                      FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
-                      CROSS JOIN LATERAL (SELECT to_jsonb(n) AS n, to_jsonb(o) AS o) j
-                      WHERE kivi_otrs.customer_fields(j.n) IS DISTINCT FROM kivi_otrs.customer_fields(j.o)) d;
+                BEGIN
+                    SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
+                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids
+                    FROM (SELECT n.id,
+                                 (n.customernumber, n.obsolete, n.itime) IS NOT DISTINCT FROM
+                                 (o.customernumber, o.obsolete, o.itime) AS fast
+                          FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
+                          WHERE (n.customernumber, n.name, n.department_1, n.street, n.zipcode, n.city, n.country_id,
+                                 n.phone, n.fax, n.homepage, n.email, n.notes, n.gln, n.obsolete, n.itime)
+                                IS DISTINCT FROM
+                                (o.customernumber, o.name, o.department_1, o.street, o.zipcode, o.city, o.country_id,
+                                 o.phone, o.fax, o.homepage, o.email, o.notes, o.gln, o.obsolete, o.itime)) d;
+                EXCEPTION WHEN undefined_column THEN
+                    -- A dropped column: compare what is left (kivi_otrs.customer_fields).
+                    WITH n AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
+                    o AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
+                    SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
+                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids
+                    FROM (SELECT n.id,
+                                 (n.f -> 'customernumber', n.f -> 'obsolete', n.f -> 'itime') IS NOT DISTINCT FROM
+                                 (o.f -> 'customernumber', o.f -> 'obsolete', o.f -> 'itime') AS fast
+                          FROM n JOIN o USING (id)
+                          WHERE n.f IS DISTINCT FROM o.f) d;
+                END;
                 v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old WHERE id = ANY (v_ids));
                 IF cardinality(v_fast) > 0 THEN
                     PERFORM kivi_otrs.lock_logins(ARRAY(SELECT login FROM kivi_otrs.customer_user
