@@ -17,12 +17,13 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from . import config, db, positions
 from .errors import KiviOtrsError
@@ -34,65 +35,99 @@ AllTicketsFetcher = Callable[[config.OtrsSettings, Period], "list[Any] | TicketR
 WRITEBACK_PENDING_SQL = "SELECT count(*) FROM kivi_otrs.writeback WHERE state = 'pending'"
 
 CUSTOMERS_SQL = """
-SELECT DISTINCT ON (btrim(customernumber)) btrim(customernumber), id
+SELECT DISTINCT ON (btrim(customernumber)) btrim(customernumber), id, name, hourly_rate, coalesce(obsolete, false)
 FROM public.customer WHERE btrim(customernumber) = ANY(%(numbers)s)
 ORDER BY btrim(customernumber), coalesce(obsolete, false), id
 """
-PERIODIC_ORDER_SQL = """
-SELECT oe.id FROM public.oe oe
+# Every statement below serves a whole chunk of customers (set-based): a monthly run of 5,000
+# customers costs a few hundred statements, not 5,000 transactions of twenty each.
+PERIODIC_ORDERS_SQL = """
+SELECT DISTINCT ON (btrim(cu.customernumber)) btrim(cu.customernumber), oe.id
+FROM public.oe oe
 JOIN public.periodic_invoices_configs p ON p.oe_id = oe.id AND p.active
 JOIN public.customer cu ON cu.id = oe.customer_id
-WHERE btrim(cu.customernumber) = %(number)s AND oe.record_type = 'sales_order' AND NOT coalesce(oe.closed, false)
-ORDER BY oe.id LIMIT 1
+WHERE btrim(cu.customernumber) = ANY(%(numbers)s) AND oe.record_type = 'sales_order' AND NOT coalesce(oe.closed, false)
+ORDER BY btrim(cu.customernumber), oe.id
 """
-# From the ledger (index on customer_number, period_start) to the order: kivitendo has no index on
-# btrim(customernumber) or oe.customer_id, so starting from oe scanned it once per customer.
-MONTH_DRAFT_SQL = """
-SELECT oe.id FROM kivi_otrs.ledger l
-JOIN public.oe oe ON oe.id = l.oe_id
-JOIN public.customer cu ON cu.id = oe.customer_id
-WHERE l.customer_number = %(number)s AND l.period_start = %(first)s AND l.source = 'bill' AND l.state = 'billed'
-  AND btrim(cu.customernumber) = %(number)s AND oe.record_type::text = 'sales_order' AND NOT coalesce(oe.closed, false)
-ORDER BY oe.id DESC LIMIT 1
+# From the ledger (index on customer_number, period_start) to the order by primary key (LATERAL: the
+# run grows oe and the ledger faster than autovacuum analyses them, and kivitendo has no index on
+# btrim(customernumber) or oe.customer_id).
+MONTH_DRAFTS_SQL = """
+SELECT DISTINCT ON (l.customer_number) l.customer_number, oe.id FROM kivi_otrs.ledger l
+CROSS JOIN LATERAL (SELECT oe.id, oe.customer_id FROM public.oe oe
+                    WHERE oe.id = l.oe_id AND oe.record_type::text = 'sales_order' AND NOT coalesce(oe.closed, false)
+                    OFFSET 0) oe
+CROSS JOIN LATERAL (SELECT cu.customernumber FROM public.customer cu WHERE cu.id = oe.customer_id OFFSET 0) cu
+WHERE l.customer_number = ANY(%(numbers)s) AND l.period_start = %(first)s AND l.source = 'bill'
+  AND l.state = 'billed' AND btrim(cu.customernumber) = l.customer_number
+ORDER BY l.customer_number, oe.id DESC
+"""
+ORDERS_SQL = """
+SELECT oe.id, oe.ordnumber, cu.id AS customer_db_id, btrim(cu.customernumber) AS customer_number,
+       cu.name AS customer_name, cu.hourly_rate,
+       EXISTS (SELECT 1 FROM public.periodic_invoices_configs p WHERE p.oe_id = oe.id AND p.active) AS periodic
+FROM public.oe oe JOIN public.customer cu ON cu.id = oe.customer_id
+WHERE oe.id = ANY(%(ids)s)
+"""
+PREFILLS_SQL = """
+SELECT DISTINCT ON (oi.trans_id) oi.trans_id, oi.parts_id FROM public.orderitems oi JOIN public.parts p ON p.id = oi.parts_id
+WHERE oi.trans_id = ANY(%(ids)s) AND oi.unit = ANY(%(units)s)
+ORDER BY oi.trans_id, oi.position, oi.id
 """
 # kivitendo's own numbering of sales orders: the number in defaults.sonumber, incremented with its
 # prefix and zero padding kept, skipping numbers in use, under the defaults row lock (as kivitendo does).
 SONUMBER_SQL = "SELECT sonumber FROM public.defaults FOR UPDATE"
-SONUMBER_IN_USE_SQL = """
-SELECT 1 FROM public.oe
-WHERE lower(ordnumber) = lower(%(n)s) AND ordnumber = %(n)s  -- kivitendo's index is on lower(ordnumber)
+SONUMBERS_IN_USE_SQL = """
+SELECT ordnumber FROM public.oe
+WHERE lower(ordnumber) = ANY(%(lower)s) AND ordnumber = ANY(%(n)s)  -- kivitendo's index is on lower(ordnumber)
   AND customer_id IS NOT NULL AND record_type::text NOT LIKE '%%quotation'
 """
 SONUMBER_SET_SQL = "UPDATE public.defaults SET sonumber = %(n)s"
-OBSOLETE_SQL = "SELECT coalesce(obsolete, false) FROM public.customer WHERE id = %(id)s"
-NEW_ORDER_SQL = """
+NEW_ORDERS_SQL = """
 INSERT INTO public.oe (ordnumber, transdate, customer_id, taxzone_id, currency_id, record_type,
                        transaction_description, intnotes, amount, netamount)
-SELECT %(ordnumber)s, current_date, cu.id, cu.taxzone_id, cu.currency_id, 'sales_order', %(description)s,
-       %(notes)s, 0, 0
-FROM public.customer cu WHERE cu.id = %(customer)s
-RETURNING id
+SELECT r.ordnumber, current_date, cu.id, cu.taxzone_id, cu.currency_id, 'sales_order', %(description)s, %(notes)s, 0, 0
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(ordnumber text, customer int)
+JOIN public.customer cu ON cu.id = r.customer
+ORDER BY r.ordnumber
+RETURNING id, customer_id, ordnumber
 """
 ITEMS_SQL = """
 INSERT INTO public.orderitems (trans_id, parts_id, description, longdescription, qty, sellprice, discount, unit,
                                position, recurring_billing_mode, price_factor)
-SELECT %(oe)s, r.parts_id, r.description, r.longdescription, r.qty, coalesce(r.sellprice, p.sellprice, 0), 0, r.unit,
-       (SELECT coalesce(max(position), 0) FROM public.orderitems WHERE trans_id = %(oe)s) + r.n,
-       r.mode::public.items_recurring_billing_mode, 1
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(n int, parts_id int, description text, longdescription text, qty numeric,
-     sellprice numeric, unit text, mode text)
+SELECT r.oe, r.parts_id, r.description, r.longdescription, r.qty, coalesce(r.sellprice, p.sellprice, 0), 0, r.unit,
+       coalesce(m.top, 0) + r.n, r.mode::public.items_recurring_billing_mode, 1
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(oe int, n int, parts_id int, description text, longdescription text,
+     qty numeric, sellprice numeric, unit text, mode text)
 JOIN public.parts p ON p.id = r.parts_id
-RETURNING id, position
+LEFT JOIN (SELECT trans_id, max(position) AS top FROM public.orderitems WHERE trans_id = ANY(%(oes)s)
+           GROUP BY trans_id) m ON m.trans_id = r.oe
+ORDER BY r.oe, r.n
 """
 TOTALS_SQL = """
 UPDATE public.oe SET netamount = t.net, amount = t.net
-FROM (SELECT sum(qty * sellprice * (1 - coalesce(discount, 0))) AS net FROM public.orderitems WHERE trans_id = %(oe)s) t
-WHERE oe.id = %(oe)s
+FROM (SELECT trans_id, sum(qty * sellprice * (1 - coalesce(discount, 0))) AS net FROM public.orderitems
+      WHERE trans_id = ANY(%(oes)s) GROUP BY trans_id) t
+WHERE oe.id = t.trans_id
 """
 AUDIT_SQL = """
 INSERT INTO kivi_otrs.audit (actor, action, customer_number, oe_id, details)
-VALUES (%(actor)s, %(action)s, %(customer)s, %(oe)s, %(details)s::jsonb)
+SELECT %(actor)s, 'bill', r.customer, r.oe, r.details
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(customer text, oe int, details jsonb)
 """
+# A chunk is one transaction; its size keeps the ticket locks well inside PostgreSQL's lock table
+# (64 per connection by default) and the ledger trigger on its per-ticket lock path (<= 1000 rows).
+CHUNK_CUSTOMERS = 200
+CHUNK_TICKETS = 500
+
+
+@dataclass(frozen=True)
+class Customer:
+    number: str
+    db_id: int
+    name: str
+    hourly_rate: Decimal | None
+    obsolete: bool
 
 
 @dataclass
@@ -175,34 +210,41 @@ def next_number(current: str | None) -> str:
     return f"{prefix}{int(digits) + 1:0{len(digits)}d}"
 
 
-def next_sonumber(conn: psycopg.Connection[Any]) -> str:
-    """Take the next sales order number from kivitendo's number range (defaults.sonumber) and advance it."""
+def next_sonumbers(conn: psycopg.Connection[Any], count: int) -> list[str]:
+    """Take the next ``count`` sales order numbers from kivitendo's number range (defaults.sonumber)."""
     row = conn.execute(SONUMBER_SQL).fetchone()
     if row is None:
         raise KiviOtrsError("kivitendo's defaults row is missing; open System -> Mandantenkonfiguration once")
-    number = next_number(row[0])
-    while conn.execute(SONUMBER_IN_USE_SQL, {"n": number}).fetchone():
-        number = next_number(number)
-    conn.execute(SONUMBER_SET_SQL, {"n": number})
-    return number
+    numbers: list[str] = []
+    current = row[0]
+    while len(numbers) < count:
+        candidates = []
+        for _ in range(count - len(numbers)):
+            current = next_number(current)
+            candidates.append(current)
+        in_use = {r[0] for r in conn.execute(SONUMBERS_IN_USE_SQL,
+                                             {"n": candidates, "lower": [c.lower() for c in candidates]})}
+        numbers.extend(c for c in candidates if c not in in_use)
+    if numbers:
+        conn.execute(SONUMBER_SET_SQL, {"n": numbers[-1]})
+    return numbers
 
 
-def _target_for(conn: psycopg.Connection[Any], number: str, customer_db_id: int, run_target: str, first: Any,
-                period_label: str) -> tuple[positions.Target, bool]:
-    if run_target == "periodic-order":
-        row = conn.execute(PERIODIC_ORDER_SQL, {"number": number}).fetchone()
-        if row:
-            return positions.load_target(conn, order_id=row[0]), False
-    # A later run for the same month adds to the month's open draft instead of a second order.
-    row = conn.execute(MONTH_DRAFT_SQL, {"number": number, "first": first}).fetchone()
-    if row:
-        return positions.load_target(conn, order_id=row[0]), False
-    row = conn.execute(NEW_ORDER_SQL, {"ordnumber": next_sonumber(conn), "customer": customer_db_id,
-                                       "description": f"OTRS-Tickets {period_label}",
-                                       "notes": "Entwurf aus kivi-otrs bill; beim Speichern rechnet kivitendo die Summen "
-                                                "und Steuern neu"}).fetchone()
-    assert row is not None
-    return positions.load_target(conn, order_id=row[0]), True
+def next_sonumber(conn: psycopg.Connection[Any]) -> str:
+    """Take the next sales order number from kivitendo's number range (defaults.sonumber) and advance it."""
+    return next_sonumbers(conn, 1)[0]
+
+
+def _chunks(numbers: list[str], groups: dict[str, list[Any]]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    tickets = 0
+    for number in numbers:
+        if chunks[-1] and (len(chunks[-1]) >= CHUNK_CUSTOMERS or tickets + len(groups[number]) > CHUNK_TICKETS):
+            chunks.append([])
+            tickets = 0
+        chunks[-1].append(number)
+        tickets += len(groups[number])
+    return [c for c in chunks if c]
 
 
 def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to: Any = None,
@@ -236,25 +278,39 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                              skipped_tickets=list(otrs_skipped))
         summary.phases["otrs"] = time.perf_counter() - started
         started = time.perf_counter()
-        known = dict(conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall())
+        known = {r[0]: Customer(*r) for r in conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall()}
         conn.commit()
-        billable = sum(1 for n in groups if n in known)
-        done = 0
         for number in sorted(groups):
             if number not in known:
                 summary.unknown_customers.append({
                     "customer_id": number, "tickets": len(groups[number]),
                     "minutes": str(sum((t.minutes for t in groups[number]), Decimal(0)))})
-                continue
+        billable = sorted(n for n in groups if n in known)
+        job = _Job(first, last, billing, renderer, values["billing.run_target"], user, dry_run)
+        for chunk in _chunks(billable, groups):
+            try:
+                results = _bill_chunk(conn, [(known[n], groups[n]) for n in chunk], job)
+            except Exception as exc:  # any failure: bill the chunk's customers one by one
+                if not (conn.closed or conn.broken):
+                    results = []
+                    for n in chunk:
+                        results.append(_bill_one(conn, known[n], groups[n], job))
+                        if conn.closed or conn.broken:
+                            break
+                elif isinstance(exc, psycopg.Error):
+                    results = [CustomerResult(chunk[0], "failed")]
+                else:
+                    raise
+            for n in chunk:
+                groups.pop(n, None)
+            summary.customers.extend(results)
             if progress:
-                done += 1
-                progress(number, done, billable)
-            result = _bill_customer(conn, number, known[number], groups.pop(number), first, last, billing,
-                                    renderer, values, user, dry_run)
-            summary.customers.append(result)
+                for r in results:
+                    progress(r.customer_number, len(summary.customers), len(billable))
             if conn.closed or conn.broken:
                 summary.phases["database"] = time.perf_counter() - started
-                result.error = "lost the database connection"
+                summary.customers[-1].status = "failed"
+                summary.customers[-1].error = "lost the database connection"
                 billed = sum(1 for c in summary.customers if c.status == "billed")
                 summary.aborted = (f"lost the database connection after {len(summary.customers) - 1} customer(s) "
                                    f"({billed} billed); run kivi-otrs bill again: it bills only what is missing")
@@ -274,52 +330,121 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
     return summary
 
 
-def _bill_customer(conn: psycopg.Connection[Any], number: str, customer_db_id: int, tickets: list[Any], first: Any,
-                   last: Any, billing: positions.BillingSettings, renderer: Renderer, values: dict[str, Any], user: str,
-                   dry_run: bool) -> CustomerResult:
-    result = CustomerResult(number, "nothing")
+@dataclass(frozen=True)
+class _Job:
+    first: Any
+    last: Any
+    billing: positions.BillingSettings
+    renderer: Renderer
+    run_target: str
+    user: str
+    dry_run: bool
+
+
+def _bill_one(conn: psycopg.Connection[Any], customer: Customer, tickets: list[Any], job: _Job) -> CustomerResult:
+    """One customer in its own transaction: its failure is reported and touches no other customer."""
     try:
-        with conn.transaction():
-            if dry_run:
-                target = positions.load_target(conn, customer_number=number)
-                plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
-                                       source="bill", dry_run=True)
-                result.status = "dry-run" if plan.positions else "nothing"
-            else:
-                target, created = _target_for(conn, number, customer_db_id, values["billing.run_target"], first,
-                                              f"{first:%Y-%m}")
-                if conn.execute(OBSOLETE_SQL, {"id": customer_db_id}).fetchone() == (True,):
-                    result.notes.append("the customer is marked obsolete in kivitendo")
-                plan = positions.claim(conn, target, tickets, first, last, billing, renderer, user=user,
-                                       source="bill")
-                if not plan.positions:
-                    if created:
-                        raise _NothingToBill
-                else:
-                    rows = [{"n": i, "parts_id": p["parts_id"], "description": p["description"],
-                             "longdescription": p["longdescription"], "qty": item["qty"],
-                             "sellprice": item["sellprice"], "unit": p["unit"],
-                             "mode": p.get("recurring_billing_mode", "always")}
-                            for i, (p, item) in enumerate(zip(plan.positions, plan.new, strict=True), start=1)]
-                    conn.execute(ITEMS_SQL, {"oe": target.oe_id, "rows": json.dumps(rows)})
-                    conn.execute(TOTALS_SQL, {"oe": target.oe_id})
-                    # write-back entries are queued by the ledger trigger when the positions are tied
-                    conn.execute(AUDIT_SQL, {"actor": user, "action": "bill", "customer": number, "oe": target.oe_id,
-                                             "details": json.dumps({"period": [str(first), str(last)],
-                                                                    "tickets": [n["ticket_number"] for n in plan.new]})})
-                    result.status, result.ordnumber = "billed", target.ordnumber
-            result.positions = len(plan.positions)
-            result.already_billed = len(plan.billed)
-            result.skipped = plan.skipped
-    except _NothingToBill:
-        result.status = "nothing"
+        return _bill_chunk(conn, [(customer, tickets)], job)[0]
     except (KiviOtrsError, psycopg.Error) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        result.status, result.error = "failed", db.redact(text)
+        return CustomerResult(customer.number, "failed", error=db.redact(text))
     except (ArithmeticError, ValueError, TypeError, KeyError) as exc:  # one bad ticket or value: this customer only
-        result.status, result.error = "failed", db.redact(f"unexpected data ({type(exc).__name__}: {exc})"[:300])
-    return result
+        return CustomerResult(customer.number, "failed",
+                              error=db.redact(f"unexpected data ({type(exc).__name__}: {exc})"[:300]))
 
 
-class _NothingToBill(Exception):
-    """Roll back the draft order created for a customer whose tickets were all billed already."""
+def _existing_targets(conn: psycopg.Connection[Any], numbers: list[str], job: _Job) -> dict[str, positions.Target]:
+    """The open order each customer's positions go to, where there is one: the periodic order (if so
+    configured), else the month's draft from an earlier run of the same period."""
+    orders: dict[str, int] = {}
+    if job.run_target == "periodic-order":
+        orders.update(conn.execute(PERIODIC_ORDERS_SQL, {"numbers": numbers}).fetchall())
+    rest = [n for n in numbers if n not in orders]
+    if rest:
+        orders.update(conn.execute(MONTH_DRAFTS_SQL, {"numbers": rest, "first": job.first}).fetchall())
+    if not orders:
+        return {}
+    units = list(positions.unit_minutes(positions.units(conn)))
+    prefill = dict(conn.execute(PREFILLS_SQL, {"ids": list(orders.values()), "units": units}).fetchall())
+    targets = {}
+    for row in conn.cursor(row_factory=dict_row).execute(ORDERS_SQL, {"ids": list(orders.values())}):
+        targets[row["customer_number"]] = positions.Target(
+            row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"], row["id"],
+            row["ordnumber"], bool(row["periodic"]), prefill.get(row["id"]))
+    return targets
+
+
+def _bill_chunk(conn: psycopg.Connection[Any], chunk: list[tuple[Customer, list[Any]]], job: _Job) -> list[CustomerResult]:
+    """Bill a chunk of customers in ONE transaction with set-based statements (raises if anything fails)."""
+    numbers = [c.number for c, _ in chunk]
+    results = {c.number: CustomerResult(c.number, "nothing") for c, _ in chunk}
+    with conn.transaction():
+        # Every lookup of the chunk is by key; the run grows the ledger and oe faster than autovacuum
+        # analyses them, and a plan from "the ledger is empty" statistics would scan it once per chunk.
+        # (jit off: the disabled seq scans' cost would otherwise make every tiny query compile code)
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL jit = off")
+        targets = _existing_targets(conn, numbers, job)
+        catalog = positions.Catalog(conn, job.billing.default_part,
+                                    [t.prefill_parts_id for t in targets.values() if t.prefill_parts_id])
+        by_customer = {c.number: list({t.ticket_id: t for t in tickets}.values()) for c, tickets in chunk}
+        ids = [t.ticket_id for tickets in by_customer.values() for t in tickets]
+        if not job.dry_run:
+            positions.lock_tickets(conn, ids)
+        active = positions.active_entries(conn, ids)
+        plans: dict[str, positions.Plan] = {}
+        pending: dict[str, list[Any]] = {}
+        for customer, _ in chunk:
+            target = targets.get(customer.number) or positions.Target(
+                customer.db_id, customer.number, customer.name, customer.hourly_rate)
+            plans[customer.number] = plan = positions.Plan(reservation_minutes=job.billing.reservation_minutes)
+            pending[customer.number] = positions.classify(target, by_customer[customer.number], active,
+                                                          positions.ArticleResolver(catalog, target), job.billing,
+                                                          plan)
+            targets[customer.number] = target
+        new_orders = [c for c, _ in chunk if pending[c.number] and targets[c.number].oe_id is None]
+        if new_orders and not job.dry_run:
+            ordnumbers = next_sonumbers(conn, len(new_orders))
+            created = conn.execute(NEW_ORDERS_SQL, {
+                "rows": json.dumps([{"ordnumber": o, "customer": c.db_id} for o, c in zip(ordnumbers, new_orders,
+                                                                                          strict=True)]),
+                "description": f"OTRS-Tickets {job.first:%Y-%m}",
+                "notes": "Entwurf aus kivi-otrs bill; beim Speichern rechnet kivitendo die Summen und Steuern neu",
+            }).fetchall()
+            by_db_id = {c.db_id: c.number for c in new_orders}
+            for oe_id, customer_db_id, ordnumber in created:
+                number = by_db_id[customer_db_id]
+                targets[number] = replace(targets[number], oe_id=oe_id, ordnumber=ordnumber)
+        ledger_rows: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
+        audit: list[dict[str, Any]] = []
+        for customer, _ in chunk:
+            number, plan, target = customer.number, plans[customer.number], targets[customer.number]
+            rows = positions.render(target, pending[number], job.first, job.last, job.billing, job.renderer, job.user,
+                                    "bill", plan)
+            result = results[number]
+            result.positions, result.already_billed, result.skipped = len(plan.positions), len(plan.billed), plan.skipped
+            if job.dry_run:
+                result.status = "dry-run" if plan.positions else "nothing"
+                continue
+            if customer.obsolete:
+                result.notes.append("the customer is marked obsolete in kivitendo")
+            if not plan.positions:
+                continue
+            ledger_rows.extend(rows)
+            items.extend({"oe": target.oe_id, "n": i, "parts_id": p["parts_id"], "description": p["description"],
+                          "longdescription": p["longdescription"], "qty": new["qty"], "sellprice": new["sellprice"],
+                          "unit": p["unit"], "mode": p.get("recurring_billing_mode", "always")}
+                         for i, (p, new) in enumerate(zip(plan.positions, plan.new, strict=True), start=1))
+            audit.append({"customer": number, "oe": target.oe_id,
+                          "details": {"period": [str(job.first), str(job.last)],
+                                      "tickets": [n["ticket_number"] for n in plan.new]}})
+            result.status, result.ordnumber = "billed", target.ordnumber
+        if ledger_rows:
+            oes = sorted({i["oe"] for i in items})
+            positions.reserve(conn, ledger_rows, job.billing)
+            # the ledger trigger ties the positions to the reservations and queues the write-back entries
+            conn.execute(ITEMS_SQL, {"rows": json.dumps(items), "oes": oes})
+            conn.execute(TOTALS_SQL, {"oes": oes})
+            conn.execute(AUDIT_SQL, {"actor": job.user, "rows": json.dumps(audit)})
+    return [results[n] for n in numbers]

@@ -225,7 +225,7 @@ def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, cust
             raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
         if row["closed"]:
             raise BillingError(f"order {row['ordnumber']} is closed; open a new order for the tickets")
-        minutes = unit_minutes(_units(conn))
+        minutes = unit_minutes(units(conn))
         prefill = cur.execute(PREFILL_SQL, {"id": order_id, "units": list(minutes)}).fetchone()
         return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"],
                       row["id"], row["ordnumber"], bool(row["periodic"]), prefill["parts_id"] if prefill else None)
@@ -238,25 +238,34 @@ def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, cust
     return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"])
 
 
-def _units(conn: psycopg.Connection[Any]) -> dict[str, tuple[str | None, Decimal | None]]:
+def units(conn: psycopg.Connection[Any]) -> dict[str, tuple[str | None, Decimal | None]]:
     return {name: (base, factor) for name, base, factor in conn.execute(UNITS_SQL).fetchall()}
+
+
+class Catalog:
+    """What article resolution needs of kivitendo, read once per transaction: units, rules, parts."""
+
+    def __init__(self, conn: psycopg.Connection[Any], default_part: str, part_ids: list[int] | None = None) -> None:
+        self.minutes = unit_minutes(units(conn))
+        self.rules = conn.execute(RULES_SQL).fetchall()
+        numbers = [r[3] for r in self.rules if r[3]] + ([default_part] if default_part else [])
+        self.parts: dict[Any, Part] = {}
+        for pid, number, desc, unit, price, _obsolete in conn.execute(
+                PARTS_SQL, {"ids": sorted(set(part_ids or [])), "numbers": numbers}):
+            part = Part(pid, number, desc or number, unit, self.minutes.get(unit), price)
+            self.parts[pid] = part
+            self.parts[number] = part
+        self.default_part = default_part
 
 
 class ArticleResolver:
     """Which article bills a ticket: order prefill, customer rule, queue/service rule, default."""
 
-    def __init__(self, conn: psycopg.Connection[Any], target: Target, default_part: str) -> None:
+    def __init__(self, catalog: Catalog, target: Target) -> None:
         self.target = target
-        self.minutes = unit_minutes(_units(conn))
-        self.rules = conn.execute(RULES_SQL).fetchall()
-        numbers = [r[3] for r in self.rules if r[3]] + ([default_part] if default_part else [])
-        ids = [target.prefill_parts_id] if target.prefill_parts_id else []
-        self.parts: dict[Any, Part] = {}
-        for pid, number, desc, unit, price, _obsolete in conn.execute(PARTS_SQL, {"ids": ids, "numbers": numbers}):
-            part = Part(pid, number, desc or number, unit, self.minutes.get(unit), price)
-            self.parts[pid] = part
-            self.parts[number] = part
-        self.default_part = default_part
+        self.rules = catalog.rules
+        self.parts = catalog.parts
+        self.default_part = catalog.default_part
 
     def _rule(self, ticket: TicketLike) -> tuple[str | None, bool] | None:
         customer = self.target.customer_number
@@ -298,118 +307,170 @@ class ArticleResolver:
         return None, "no hourly-rate article: set billing.default_part or an article rule"
 
 
+@dataclass
+class _Pending:
+    """A ticket decided to be billed (part, minutes, quantity), not yet rendered."""
+
+    ticket: TicketLike
+    part: Part
+    why: str
+    open_minutes: Decimal
+    billed_minutes: Decimal
+    qty: Decimal
+    delta: bool
+
+
+def lock_tickets(conn: psycopg.Connection[Any], ids: list[int]) -> None:
+    """Serialise with other claims and saves of these tickets until the transaction ends."""
+    if ids:
+        conn.execute(LOCK_SQL, {"ids": sorted(ids)})
+
+
+def active_entries(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The ledger entries that bill or reserve these tickets, per ticket, oldest first."""
+    active: dict[int, list[dict[str, Any]]] = {}
+    for row in conn.cursor(row_factory=dict_row).execute(ACTIVE_SQL, {"ids": sorted(ids)}):
+        active.setdefault(row["ticket_id"], []).append(row)
+    return active
+
+
+def classify(target: Target, tickets: list[TicketLike], active: dict[int, list[dict[str, Any]]],
+             resolver: ArticleResolver, settings: BillingSettings, plan: Plan) -> list[_Pending]:
+    """Decide per ticket: skipped (reason), already billed (where), or to bill (returned, in ticket order)."""
+    tz = ZoneInfo(settings.timezone)
+    pending: list[_Pending] = []
+    for ticket in sorted(tickets, key=lambda t: t.ticket_id):
+        info = _info(ticket)
+        if ticket.customer_id != target.customer_number:
+            plan.skipped.append({**info, "reason": f"ticket belongs to customer {ticket.customer_id!r}",
+                                 "reason_code": "other_customer", "reason_args": {"customer_id": ticket.customer_id}})
+            continue
+        if ticket.minutes <= 0:
+            plan.skipped.append({**info, "reason": "no accounted time", "reason_code": "no_time", "reason_args": {}})
+            continue
+        entries = active.get(ticket.ticket_id, [])
+        claimed = sum((Decimal(e["minutes"]) for e in entries), Decimal(0))
+        open_minutes = ticket.minutes - claimed
+        if open_minutes <= 0:
+            plan.billed.append({**info, **_where_billed(entries[-1], tz)})
+            continue
+        # Round the ticket's total, not each delta: 7 -> 14 -> 21 -> 28 minutes billed in four steps
+        # with 15-minute rounding up come to 30 minutes, as if billed once.
+        already = sum((Decimal(e["billed_minutes"]) for e in entries), Decimal(0))
+        billed_minutes = round_minutes(ticket.minutes, settings.increment, settings.rounding_mode,
+                                       settings.minimum) - already
+        if billed_minutes <= 0:
+            plan.billed.append({**info, **_where_billed(entries[-1], tz),
+                                "reason": f"the {open_minutes} new minute(s) are covered by the rounding of "
+                                          f"the {already} minute(s) already billed"})
+            continue
+        part, why = resolver.resolve(ticket)
+        if part is None:
+            code, args = resolver.last_code
+            plan.skipped.append({**info, "reason": why, "reason_code": code, "reason_args": args})
+            continue
+        if part.unit_minutes is None:
+            plan.skipped.append({**info, "reason_code": "unit_not_time",
+                                 "reason_args": {"partnumber": part.partnumber, "unit": part.unit},
+                                 "reason": f"article {part.partnumber} has unit {part.unit!r}, "
+                                           "not a time unit based on min"})
+            continue
+        qty = (billed_minutes / part.unit_minutes).quantize(Decimal("0.00001"))
+        pending.append(_Pending(ticket, part, why, open_minutes, billed_minutes, qty, claimed > 0))
+    return pending
+
+
+def render(target: Target, pending: list[_Pending], period_start: date, period_end: date,
+           settings: BillingSettings, renderer: Renderer, user: str, source: str, plan: Plan) -> list[dict[str, Any]]:
+    """Texts and prices of the decided tickets into ``plan``; returns the ledger rows to reserve them."""
+    tz = ZoneInfo(settings.timezone)
+    rows: list[dict[str, Any]] = []
+    for p in pending:
+        ticket, part = p.ticket, p.part
+        info = _info(ticket)
+        marker = uuid.uuid4()
+        closed_local = ticket.closed.astimezone(tz) if ticket.closed else None
+        context = {
+            "ticket": {"id": ticket.ticket_id, "number": ticket.number, "title": _unmarked(ticket.title),
+                       "state": ticket.state, "queue": ticket.queue, "service": ticket.service, "type": ticket.type,
+                       "customer_id": ticket.customer_id, "customer_user": ticket.customer_user,
+                       "closed": f"{closed_local:%Y-%m-%d %H:%M}" if closed_local else ""},
+            "minutes": p.open_minutes, "billed_minutes": p.billed_minutes, "qty": p.qty, "unit": part.unit,
+            "part": {"partnumber": part.partnumber, "description": part.description},
+            "period": {"start": period_start.isoformat(), "end": period_end.isoformat()},
+            "customer": {"number": target.customer_number, "name": target.customer_name},
+            "order": {"ordnumber": target.ordnumber or ""},
+        }
+        description = renderer.render("description", context)
+        longdescription = renderer.render("longdescription", context) + f"<!-- kivi-otrs:{marker} -->"
+        position: dict[str, Any] = {
+            "parts_id": part.id,
+            "qty_as_number": format_number(p.qty, renderer.number_format, 2),
+            "description": description,
+            "longdescription": longdescription,
+            "unit": part.unit,
+        }
+        price = _price(part, target, settings.price_source)
+        if price is not None:
+            position["sellprice_as_number"] = format_number(price, renderer.number_format, 2)
+        info["sellprice"] = str(price) if price is not None else None
+        # Ticket time is one-off; the ledger trigger enforces it on save whatever the screen posts.
+        position["recurring_billing_mode"] = "once"
+        plan.positions.append(position)
+        plan.new.append({**info, "billed_minutes": _plain(p.billed_minutes), "qty": str(p.qty), "unit": part.unit,
+                         "partnumber": part.partnumber, "article_source": p.why, "marker": str(marker),
+                         "delta": p.delta})
+        rows.append({
+            "ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "customer_number": ticket.customer_id,
+            "minutes": str(p.open_minutes), "ticket_minutes": str(ticket.minutes),
+            "billed_minutes": _plain(p.billed_minutes), "qty": str(p.qty), "unit": part.unit, "parts_id": part.id,
+            "oe_id": target.oe_id, "marker": str(marker), "period_start": period_start.isoformat(),
+            "period_end": period_end.isoformat(),
+            "ticket_closed": ticket.closed.isoformat() if ticket.closed else None, "claimed_by": user,
+            "source": source,
+            "otrs_data": {"TicketID": ticket.ticket_id, "TicketNumber": ticket.number, "Title": ticket.title,
+                          "State": ticket.state, "Queue": ticket.queue, "TimeUnit": str(ticket.time_units),
+                          "Closed": ticket.closed.isoformat() if ticket.closed else None},
+        })
+    return rows
+
+
+def reserve(conn: psycopg.Connection[Any], rows: list[dict[str, Any]], settings: BillingSettings) -> None:
+    """Write the reservations (one statement, whatever the number of rows)."""
+    if rows:
+        conn.execute(INSERT_SQL, {"rows": json.dumps(rows), "reserve": settings.reservation_minutes})
+
+
 def claim(conn: psycopg.Connection[Any], target: Target, tickets: list[TicketLike], period_start: date,
           period_end: date, settings: BillingSettings, renderer: Renderer, user: str, source: str = "button",
           dry_run: bool = False) -> Plan:
     """Decide, render and (unless dry_run) reserve positions for the tickets, in one transaction."""
     plan = Plan(reservation_minutes=settings.reservation_minutes)
-    resolver = ArticleResolver(conn, target, settings.default_part)
-    tz = ZoneInfo(settings.timezone)
     by_id = {t.ticket_id: t for t in tickets}
     ids = sorted(by_id)
-    rows: list[dict[str, Any]] = []
     with conn.transaction():
+        catalog = Catalog(conn, settings.default_part, [target.prefill_parts_id] if target.prefill_parts_id else [])
         if not dry_run and ids:
-            conn.execute(LOCK_SQL, {"ids": ids})
+            lock_tickets(conn, ids)
             if source == "button" and target.oe_id is not None:
                 # An unsaved reservation for this same saved order (a click after a timeout, a reload) never
                 # blocks the user: it is given back and offered again. Should both rows reach the order, the
                 # database refuses the second at save time ("doppelte Position").
                 conn.execute(REOFFER_SQL, {"ids": ids, "oe_id": target.oe_id, "after": REOFFER_AFTER_SECONDS})
-        active: dict[int, list[dict[str, Any]]] = {}
-        for row in conn.cursor(row_factory=dict_row).execute(ACTIVE_SQL, {"ids": ids}):
-            active.setdefault(row["ticket_id"], []).append(row)
-        for ticket_id in ids:
-            ticket = by_id[ticket_id]
-            info = {"ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "title": ticket.title,
-                    "minutes": str(ticket.minutes)}
-            if ticket.customer_id != target.customer_number:
-                plan.skipped.append({**info, "reason": f"ticket belongs to customer {ticket.customer_id!r}",
-                                     "reason_code": "other_customer",
-                                     "reason_args": {"customer_id": ticket.customer_id}})
-                continue
-            if ticket.minutes <= 0:
-                plan.skipped.append({**info, "reason": "no accounted time", "reason_code": "no_time",
-                                     "reason_args": {}})
-                continue
-            entries = active.get(ticket_id, [])
-            claimed = sum((Decimal(e["minutes"]) for e in entries), Decimal(0))
-            open_minutes = ticket.minutes - claimed
-            if open_minutes <= 0:
-                plan.billed.append({**info, **_where_billed(entries[-1], tz)})
-                continue
-            # Round the ticket's total, not each delta: 7 -> 14 -> 21 -> 28 minutes billed in four steps
-            # with 15-minute rounding up come to 30 minutes, as if billed once.
-            already = sum((Decimal(e["billed_minutes"]) for e in entries), Decimal(0))
-            billed_minutes = round_minutes(ticket.minutes, settings.increment, settings.rounding_mode,
-                                           settings.minimum) - already
-            if billed_minutes <= 0:
-                plan.billed.append({**info, **_where_billed(entries[-1], tz),
-                                    "reason": f"the {open_minutes} new minute(s) are covered by the rounding of "
-                                              f"the {already} minute(s) already billed"})
-                continue
-            part, why = resolver.resolve(ticket)
-            if part is None:
-                code, args = resolver.last_code
-                plan.skipped.append({**info, "reason": why, "reason_code": code, "reason_args": args})
-                continue
-            if part.unit_minutes is None:
-                plan.skipped.append({**info, "reason_code": "unit_not_time",
-                                     "reason_args": {"partnumber": part.partnumber, "unit": part.unit},
-                                     "reason": f"article {part.partnumber} has unit {part.unit!r}, "
-                                                        "not a time unit based on min"})
-                continue
-            qty = (billed_minutes / part.unit_minutes).quantize(Decimal("0.00001"))
-            marker = uuid.uuid4()
-            closed_local = ticket.closed.astimezone(tz) if ticket.closed else None
-            context = {
-                "ticket": {"id": ticket.ticket_id, "number": ticket.number, "title": _unmarked(ticket.title),
-                           "state": ticket.state, "queue": ticket.queue, "service": ticket.service, "type": ticket.type,
-                           "customer_id": ticket.customer_id, "customer_user": ticket.customer_user,
-                           "closed": f"{closed_local:%Y-%m-%d %H:%M}" if closed_local else ""},
-                "minutes": open_minutes, "billed_minutes": billed_minutes, "qty": qty, "unit": part.unit,
-                "part": {"partnumber": part.partnumber, "description": part.description},
-                "period": {"start": period_start.isoformat(), "end": period_end.isoformat()},
-                "customer": {"number": target.customer_number, "name": target.customer_name},
-                "order": {"ordnumber": target.ordnumber or ""},
-            }
-            description = renderer.render("description", context)
-            longdescription = renderer.render("longdescription", context) + f"<!-- kivi-otrs:{marker} -->"
-            position: dict[str, Any] = {
-                "parts_id": part.id,
-                "qty_as_number": format_number(qty, renderer.number_format, 2),
-                "description": description,
-                "longdescription": longdescription,
-                "unit": part.unit,
-            }
-            price = _price(part, target, settings.price_source)
-            if price is not None:
-                position["sellprice_as_number"] = format_number(price, renderer.number_format, 2)
-            info["sellprice"] = str(price) if price is not None else None
-            # Ticket time is one-off; the ledger trigger enforces it on save whatever the screen posts.
-            position["recurring_billing_mode"] = "once"
-            plan.positions.append(position)
-            plan.new.append({**info, "billed_minutes": _plain(billed_minutes), "qty": str(qty), "unit": part.unit,
-                             "partnumber": part.partnumber, "article_source": why, "marker": str(marker),
-                             "delta": claimed > 0})
-            rows.append({
-                "ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "customer_number": ticket.customer_id,
-                "minutes": str(open_minutes), "ticket_minutes": str(ticket.minutes),
-                "billed_minutes": _plain(billed_minutes), "qty": str(qty), "unit": part.unit, "parts_id": part.id,
-                "oe_id": target.oe_id, "marker": str(marker), "period_start": period_start.isoformat(),
-                "period_end": period_end.isoformat(),
-                "ticket_closed": ticket.closed.isoformat() if ticket.closed else None, "claimed_by": user,
-                "source": source,
-                "otrs_data": {"TicketID": ticket.ticket_id, "TicketNumber": ticket.number, "Title": ticket.title,
-                              "State": ticket.state, "Queue": ticket.queue, "TimeUnit": str(ticket.time_units),
-                              "Closed": ticket.closed.isoformat() if ticket.closed else None},
-            })
-        if rows and not dry_run:
-            conn.execute(INSERT_SQL, {"rows": json.dumps(rows), "reserve": settings.reservation_minutes})
+        active = active_entries(conn, ids)
+        pending = classify(target, list(by_id.values()), active, ArticleResolver(catalog, target), settings, plan)
+        rows = render(target, pending, period_start, period_end, settings, renderer, user, source, plan)
         if dry_run:
             for position in plan.positions:
                 position["longdescription"] = position["longdescription"].rsplit("<!-- kivi-otrs:", 1)[0]
+        else:
+            reserve(conn, rows, settings)
     return plan
+
+
+def _info(ticket: TicketLike) -> dict[str, Any]:
+    return {"ticket_id": ticket.ticket_id, "ticket_number": ticket.number, "title": ticket.title,
+            "minutes": str(ticket.minutes)}
 
 
 def _where_billed(entry: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:

@@ -28,6 +28,9 @@ DECLARE
     m_item int[];
     m_ledger bigint[];
     m_how text[];
+    m_trans int[];
+    m_digest text[];
+    m_pos int[];
     m_count bigint;
 BEGIN
     BEGIN
@@ -50,53 +53,66 @@ BEGIN
         -- Which ledger entry each saved sales order position is (or would become), best reason first:
         -- already tied (position id), its marker, a copy of a billing position's text, the one
         -- reservation of that customer and article whose ticket number the text names.
-        -- Plans are made per statement (EXECUTE) for its size: a kivitendo save holds a few rows and gets
-        -- index lookups into the ledger whatever the statistics say (a long monthly run grows the ledger
-        -- faster than autovacuum analyses it); a bulk statement gets the planner's own choice.
-        IF (SELECT count(*) FROM kivi_otrs_new) <= 200 THEN
+        -- Plans are made per statement (EXECUTE) for its size: a kivitendo save or a chunk of the monthly
+        -- run (up to 2000 rows) gets index lookups into the ledger whatever the statistics say (a long
+        -- monthly run grows the ledger and oe faster than autovacuum analyses them); a bulk statement
+        -- (kivitendo mass updates) gets the planner's own choice.
+        IF (SELECT count(*) FROM kivi_otrs_new) <= 2000 THEN
             SET LOCAL enable_seqscan = off;
             SET LOCAL enable_hashjoin = off;
             SET LOCAL enable_mergejoin = off;
         END IF;
         EXECUTE $q$
         WITH saved AS (
-            SELECT n.id, n.parts_id, btrim(cu.customernumber) AS customer_number,
+            SELECT n.id, n.trans_id, n.position, n.parts_id, btrim(cu.customernumber) AS customer_number,
                    coalesce(n.description, '') || ' ' || coalesce(n.longdescription, '') AS text,
                    substring(n.longdescription
                              FROM '.*<!-- kivi-otrs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) -->')::uuid
                        AS marker,
                    kivi_otrs.position_digest(n.description, n.longdescription) AS digest
+            -- LATERAL: from each saved row to its order and customer by primary key, whatever the
+            -- planner believes about the size of the transition table and of oe.
             FROM kivi_otrs_new n
-            JOIN public.oe oe ON oe.id = n.trans_id AND oe.record_type::text = 'sales_order'
-            LEFT JOIN public.customer cu ON cu.id = oe.customer_id
+            CROSS JOIN LATERAL (SELECT oe.customer_id FROM public.oe oe
+                                WHERE oe.id = n.trans_id AND oe.record_type::text = 'sales_order' OFFSET 0) oe
+            LEFT JOIN LATERAL (SELECT cu.customernumber FROM public.customer cu
+                               WHERE cu.id = oe.customer_id OFFSET 0) cu ON true
         ), direct AS (
-            SELECT s.id AS item_id, l.id AS ledger_id, 'position' AS how, 1 AS rank
-            FROM saved s JOIN kivi_otrs.ledger l ON l.orderitems_id = s.id AND l.state IN ('billed', 'invoiced')
+            -- Every ledger lookup is LATERAL from the saved row with an OFFSET 0 fence: one index probe
+            -- per row and key (position id, marker, digest, customer+article), never a join the planner
+            -- sizes from statistics that a monthly run outgrows within minutes.
+            SELECT s.id AS item_id, l.id AS ledger_id, 'position' AS how, 1 AS rank, s.trans_id, s.digest, s.position
+            FROM saved s CROSS JOIN LATERAL (SELECT l.id, l.state FROM kivi_otrs.ledger l
+                                             WHERE l.orderitems_id = s.id OFFSET 0) l
+            WHERE l.state IN ('billed', 'invoiced')
             UNION ALL
-            SELECT s.id, l.id, 'marker', 2 FROM saved s JOIN kivi_otrs.ledger l ON l.marker = s.marker
+            SELECT s.id, l.id, 'marker', 2, s.trans_id, s.digest, s.position
+            FROM saved s CROSS JOIN LATERAL (SELECT l.id FROM kivi_otrs.ledger l WHERE l.marker = s.marker OFFSET 0) l
             UNION ALL
-            SELECT s.id, l.id, 'copy', 3
-            FROM saved s JOIN kivi_otrs.ledger l
-              ON l.position_digest = s.digest AND l.state IN ('billed', 'invoiced') AND l.orderitems_id <> s.id
-             AND l.parts_id = s.parts_id
+            SELECT s.id, l.id, 'copy', 3, s.trans_id, s.digest, s.position
+            FROM saved s CROSS JOIN LATERAL (SELECT l.id, l.orderitems_id, l.parts_id FROM kivi_otrs.ledger l
+                                             WHERE l.position_digest = s.digest AND l.state IN ('billed', 'invoiced')
+                                             OFFSET 0) l
+            WHERE l.orderitems_id <> s.id AND l.parts_id = s.parts_id
         ), by_number AS (
-            SELECT s.id AS item_id, min(l.id) AS ledger_id, count(*) AS n
-            FROM saved s JOIN kivi_otrs.ledger l
-              ON l.state = 'reserved' AND l.orderitems_id IS NULL AND l.customer_number = s.customer_number
-             AND l.parts_id = s.parts_id
-             AND s.text ~ ('(^|[^0-9])' || regexp_replace(l.ticket_number, '([^0-9A-Za-z])', '\\\1', 'g') || '([^0-9]|$)')
+            SELECT s.id AS item_id, min(l.id) AS ledger_id, count(*) AS n, s.trans_id, s.digest, s.position
+            FROM saved s CROSS JOIN LATERAL (SELECT l.id, l.ticket_number FROM kivi_otrs.ledger l
+                                             WHERE l.state = 'reserved' AND l.customer_number = s.customer_number
+                                               AND l.parts_id = s.parts_id AND l.orderitems_id IS NULL OFFSET 0) l
             WHERE s.marker IS NULL AND NOT EXISTS (SELECT 1 FROM direct d WHERE d.item_id = s.id)
-            GROUP BY s.id
+              AND s.text ~ ('(^|[^0-9])' || regexp_replace(l.ticket_number, '([^0-9A-Za-z])', '\\\1', 'g') || '([^0-9]|$)')
+            GROUP BY s.id, s.trans_id, s.digest, s.position
         ), best AS (
-            SELECT DISTINCT ON (item_id) item_id, ledger_id, how
-            FROM (SELECT item_id, ledger_id, how, rank FROM direct
+            SELECT DISTINCT ON (item_id) item_id, ledger_id, how, trans_id, digest, position
+            FROM (SELECT item_id, ledger_id, how, rank, trans_id, digest, position FROM direct
                   UNION ALL
-                  SELECT b.item_id, b.ledger_id, 'ticket number', 4 FROM by_number b
+                  SELECT b.item_id, b.ledger_id, 'ticket number', 4, b.trans_id, b.digest, b.position FROM by_number b
                   WHERE b.n = 1 AND NOT EXISTS (SELECT 1 FROM direct d WHERE d.ledger_id = b.ledger_id)) c
             ORDER BY item_id, rank, ledger_id
         )
-        SELECT array_agg(item_id), array_agg(ledger_id), array_agg(how), count(*)
-        FROM best        $q$ INTO m_item, m_ledger, m_how, m_count;
+        SELECT array_agg(item_id), array_agg(ledger_id), array_agg(how), array_agg(trans_id), array_agg(digest),
+               array_agg(position), count(*)
+        FROM best        $q$ INTO m_item, m_ledger, m_how, m_trans, m_digest, m_pos, m_count;
         IF m_count = 0 THEN
             RETURN NULL;
         END IF;
@@ -119,21 +135,22 @@ BEGIN
                coalesce(CASE WHEN a.kind = 'copy' THEN (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = l.oe_id)
                              ELSE other.ordnumber END, '') AS there,
                other.claimed_by, other.reserved_until
-        FROM unnest($1, $2, $3) AS m(item_id, ledger_id, how)
-        JOIN kivi_otrs_new n ON n.id = m.item_id
-        JOIN public.oe s ON s.id = n.trans_id
-        JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+        FROM unnest($1, $2, $3, $4) AS m(item_id, ledger_id, how, trans_id)
+        CROSS JOIN LATERAL (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = m.trans_id OFFSET 0) s
+        CROSS JOIN LATERAL (SELECT * FROM kivi_otrs.ledger l WHERE l.id = m.ledger_id OFFSET 0) l
         CROSS JOIN LATERAL (SELECT CASE WHEN m.how = 'copy' OR (m.how <> 'position' AND l.state IN ('billed', 'invoiced')
-                                                               AND l.orderitems_id IS DISTINCT FROM n.id)
+                                                               AND l.orderitems_id IS DISTINCT FROM m.item_id)
                                         THEN 'copy' ELSE 'bind' END AS kind) a
         LEFT JOIN LATERAL (
             SELECT o.state, o.claimed_by, o.reserved_until,
                    (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = o.oe_id) AS ordnumber,
                    sum(o.minutes) OVER () AS minutes
-            FROM kivi_otrs.ledger o
-            WHERE o.ticket_id = l.ticket_id AND o.id <> l.id AND o.state <> 'released'
+            -- OFFSET 0: the ticket's few entries by its index, then filtered; without the fence a
+            -- planner with stale statistics ANDs in the partial state indexes and reads them whole.
+            FROM (SELECT * FROM kivi_otrs.ledger WHERE ticket_id = l.ticket_id OFFSET 0) o
+            WHERE o.id <> l.id AND o.state <> 'released'
               AND (o.state IN ('billed', 'invoiced') OR (o.state = 'reserved' AND o.reserved_until > now()))
-              AND o.orderitems_id IS DISTINCT FROM n.id
+              AND o.orderitems_id IS DISTINCT FROM m.item_id
             ORDER BY o.state = 'reserved', o.id DESC
             LIMIT 1) other ON true
         WHERE a.kind = 'copy'
@@ -141,7 +158,7 @@ BEGIN
                AND other.minutes + l.minutes > (SELECT max(t.ticket_minutes) FROM kivi_otrs.ledger t
                                                 WHERE t.ticket_id = l.ticket_id))
         LIMIT 1
-        $q$ INTO conflict USING m_item, m_ledger, m_how;
+        $q$ INTO conflict USING m_item, m_ledger, m_how, m_trans;
         IF conflict.ticket_number IS NOT NULL THEN
             IF conflict.there = conflict.here AND conflict.there_state <> 'reserved' THEN
                 RAISE EXCEPTION USING ERRCODE = 'KO001', MESSAGE = format(
@@ -165,21 +182,19 @@ BEGIN
         EXECUTE $q$
         UPDATE kivi_otrs.ledger l
         SET state = CASE WHEN l.state = 'invoiced' THEN 'invoiced' ELSE 'billed' END,
-            oe_id = n.trans_id, orderitems_id = n.id, reserved_until = NULL,
-            released_at = NULL, release_reason = NULL,
-            position_digest = kivi_otrs.position_digest(n.description, n.longdescription),
+            oe_id = m.trans_id, orderitems_id = m.item_id, reserved_until = NULL,
+            released_at = NULL, release_reason = NULL, position_digest = m.digest,
             bound_by = CASE WHEN m.how = 'position' THEN l.bound_by ELSE m.how END
-        FROM unnest($1, $2, $3) AS m(item_id, ledger_id, how) JOIN kivi_otrs_new n ON n.id = m.item_id
+        FROM unnest($1, $2, $3, $4, $5) AS m(item_id, ledger_id, how, trans_id, digest)
         WHERE l.id = m.ledger_id AND m.how <> 'copy'
-        $q$ USING m_item, m_ledger, m_how;
+        $q$ USING m_item, m_ledger, m_how, m_trans, m_digest;
         -- Write-back: the OTRS dynamic field gets "<order number>/<position>" (kivi-otrs writeback sends it).
         IF kivi_otrs.writeback_enabled() THEN
             INSERT INTO kivi_otrs.writeback (ticket_id, ledger_id, value)
-            SELECT l.ticket_id, l.id, oe.ordnumber || '/' || n.position
-            FROM unnest(m_item, m_ledger, m_how) AS m(item_id, ledger_id, how)
-            JOIN kivi_otrs_new n ON n.id = m.item_id
-            JOIN public.oe oe ON oe.id = n.trans_id
-            JOIN kivi_otrs.ledger l ON l.id = m.ledger_id
+            SELECT l.ticket_id, l.id, oe.ordnumber || '/' || m.position
+            FROM unnest(m_item, m_ledger, m_how, m_trans, m_pos) AS m(item_id, ledger_id, how, trans_id, position)
+            CROSS JOIN LATERAL (SELECT oe.ordnumber FROM public.oe oe WHERE oe.id = m.trans_id OFFSET 0) oe
+            CROSS JOIN LATERAL (SELECT l.id, l.ticket_id FROM kivi_otrs.ledger l WHERE l.id = m.ledger_id OFFSET 0) l
             WHERE m.how IN ('marker', 'ticket number');
         END IF;
         -- A periodic invoice took the position: the ticket is invoiced (only the job's UPDATE sets the field).

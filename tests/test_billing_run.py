@@ -150,3 +150,64 @@ def test_write_back_queued_while_otrs_is_down_is_named_in_the_summary(conn: psyc
     assert summary.writeback_pending == 2
     assert "write-back: 2 ticket update(s) queued for OTRS" in summary.text()
     assert summary.customers[0].status == "billed"
+
+
+def test_customers_are_billed_in_chunks_and_a_failing_chunk_is_retried_customer_by_customer(
+        conn: psycopg.Connection[Any], migrated_dsn: str, monkeypatch: Any) -> None:
+    """Chunks of two customers: the chunk with the refused order is rolled back and billed one by one;
+    the order numbers have no gap from the rolled-back attempt."""
+    monkeypatch.setattr(billing_run, "CHUNK_CUSTOMERS", 2)
+    configure(conn)
+    conn.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.customer_id = 9002 THEN RAISE EXCEPTION 'order lock for customer 9002'; END IF; "
+                 "RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    summary = run(migrated_dsn)
+    assert [(c.customer_number, c.status, c.ordnumber, c.positions) for c in summary.customers] == [
+        ("KD 4711", "billed", "AB-1000", 1), ("KIVI-1001", "billed", "AB-1001", 2), ("KIVI-1002", "failed", None, 0)]
+    assert conn.execute("SELECT sonumber FROM public.defaults").fetchone() == ("AB-1001",)
+    rows = conn.execute("SELECT oe.ordnumber, oi.position, l.ticket_number, l.state FROM kivi_otrs.ledger l "
+                        "JOIN public.orderitems oi ON oi.id = l.orderitems_id JOIN public.oe ON oe.id = oi.trans_id "
+                        "ORDER BY 1, 2").fetchall()
+    assert rows == [("AB-1000", 1, "2026101910000057", "billed"), ("AB-1001", 1, "2026101510000011", "billed"),
+                    ("AB-1001", 2, "2026101610000021", "billed")]
+    assert conn.execute("SELECT customer_number, count(*) FROM kivi_otrs.audit WHERE action = 'bill' "
+                        "GROUP BY 1 ORDER BY 1").fetchall() == [("KD 4711", 1), ("KIVI-1001", 1)]
+
+
+def test_one_chunk_holds_new_drafts_and_the_months_open_draft_side_by_side(conn: psycopg.Connection[Any],
+                                                                          migrated_dsn: str) -> None:
+    """KIVI-1001 already has this month's draft, the others get new ones: all in one chunk, positions
+    numbered after the draft's existing ones, totals per order."""
+    configure(conn)
+    first = run(migrated_dsn, customers=["KIVI-1001"])
+    late = TicketData(106, "2026103010000066", "Nachzuegler", Decimal(15))
+    second = billing_run.run(migrated_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron",
+                             fetch_all=lambda s, p: [*tickets(), late])
+    by = {c.customer_number: c for c in second.customers}
+    assert {n: (c.status, c.ordnumber, c.positions, c.already_billed) for n, c in by.items()} == {
+        "KD 4711": ("billed", "AB-1001", 1, 0), "KIVI-1001": ("billed", first.customers[0].ordnumber, 1, 2),
+        "KIVI-1002": ("billed", "AB-1002", 1, 0)}
+    positions = conn.execute("SELECT oi.position FROM public.orderitems oi JOIN public.oe ON oe.id = oi.trans_id "
+                             "WHERE oe.ordnumber = %s ORDER BY 1", (first.customers[0].ordnumber,)).fetchall()
+    assert positions == [(1,), (2,), (3,)]
+    totals = conn.execute("SELECT ordnumber, netamount FROM public.oe WHERE ordnumber LIKE 'AB-%' ORDER BY 1").fetchall()
+    assert totals == [("AB-1000", Decimal("285.00000")), ("AB-1001", Decimal("23.75000")),
+                      ("AB-1002", Decimal("47.50000"))]
+
+
+def test_a_lost_database_connection_stops_the_run_once(conn: psycopg.Connection[Any], migrated_dsn: str,
+                                                       monkeypatch: Any) -> None:
+    """The connection dies while KIVI-1002 is billed: the run stops with one line, what was billed stays."""
+    monkeypatch.setattr(billing_run, "CHUNK_CUSTOMERS", 1)
+    configure(conn)
+    conn.execute("CREATE FUNCTION public.die() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.customer_id = 9002 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; "
+                 "RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER die BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.die()")
+    summary = run(migrated_dsn)
+    assert summary.aborted == ("lost the database connection after 2 customer(s) (2 billed); "
+                               "run kivi-otrs bill again: it bills only what is missing")
+    assert [(c.customer_number, c.status) for c in summary.customers] == [
+        ("KD 4711", "billed"), ("KIVI-1001", "billed"), ("KIVI-1002", "failed")]
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (3,)
