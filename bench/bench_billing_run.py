@@ -2,9 +2,11 @@
 
 A month of closed tickets (default 5,000 customers, 50,000 tickets, 50 ms latency per
 OTRS call) is billed twice in the same bench run, each on an identical copy of the
-database: by a sequential baseline (``otrs.parallel_requests = 1``, TicketGet batches
-pinned at ``--batch``: the run as it was before) and by kivi-otrs' run (``--parallel``
-requests at a time, batches sized from measurements). Prints per variant the time of
+database: by a baseline that runs as main did before issue 13's work (``otrs.parallel_requests
+= 1``, TicketGet batches pinned at ``--batch``, search windows halved at the limit, one database
+transaction per customer) and by kivi-otrs' run (``--parallel`` requests at a time, batches sized
+from measurements, search windows sized from the measured close density, customers billed in
+set-based chunks). Prints per variant the time of
 each phase (OTRS, database, write-back), requests against 1 + searches +
 ceil(tickets/batch), peak memory, and the ratios; then bills the same period again to
 show that a re-run adds nothing. ``--fetch-only`` measures the OTRS phase alone (no
@@ -222,15 +224,24 @@ def _traced_peak(trace: bool) -> int:
     return peak
 
 
+def as_before(batch: int) -> None:
+    """In this forked child only: the baseline's fixed TicketGet batch, halved search windows (no
+    density estimate) and one transaction per customer."""
+    otrs.MAX_BATCH = batch
+    otrs._Density.known = property(lambda self: False)  # type: ignore[method-assign,assignment]
+    billing_run.CHUNK_CUSTOMERS = 1
+
+
 def ours(name: str, dsn: str, double: DoubleProcess, trace: bool, profile: bool, parallel: int,
          fixed_batch: int | None) -> Measured:
-    """kivi-otrs bill for all customers: one fetch, one transaction per customer.
+    """kivi-otrs bill for all customers: one fetch, then the customers in chunked transactions.
 
-    ``parallel`` overrides otrs.parallel_requests; ``fixed_batch`` pins the TicketGet batch (the
-    sequential baseline: what main did before batches were sized from measurements).
+    ``parallel`` overrides otrs.parallel_requests; ``fixed_batch`` makes the sequential baseline (the
+    run as it was before issue 13's work): TicketGet batches pinned, search windows halved, one
+    transaction per customer.
     """
     if fixed_batch is not None:
-        otrs.MAX_BATCH = fixed_batch  # this forked child only
+        as_before(fixed_batch)
     result = Measured(name)
     sizes: list[int] = []
 
@@ -272,9 +283,9 @@ def ours(name: str, dsn: str, double: DoubleProcess, trace: bool, profile: bool,
 def fetch_only(name: str, double: DoubleProcess, batch: int, search_limit: int, parallel: int,
                fixed_batch: int | None) -> Measured:
     """Only the OTRS phase of the run (no database): requests, wall time and peak memory."""
-    if fixed_batch is not None:
-        otrs.MAX_BATCH = fixed_batch
     result = Measured(name)
+    if fixed_batch is not None:
+        as_before(fixed_batch)
     settings = config.OtrsSettings(base_url=double.base_url, webservice="KivitendoBilling", user=double.user,
                                    password=double.password, batch_size=batch, search_limit=search_limit,
                                    parallel_requests=parallel)
@@ -378,7 +389,7 @@ def main() -> None:
     double = DoubleProcess(args.customers, args.tickets, args.latency, args.search_limit, args.seed)
     rows: list[tuple[Measured, str]] = []
     counts: dict[str, tuple[int, int, int]] = {}
-    seq_label = f"sequential: 1 request at a time, batch {args.batch}"
+    seq_label = f"before: sequential, batch {args.batch}, halving, 1 customer per transaction"
     par_label = f"kivi-otrs: {args.parallel} parallel, measured batches"
     try:
         print(f"setup: {args.customers} customers, {args.tickets} tickets closed in October 2026 in the OTRS "

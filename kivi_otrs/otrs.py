@@ -576,13 +576,21 @@ class OtrsClient:
         limit = self.settings.search_limit
         ids: set[int] = set()
         searches = 0
+        density = _Density()
         parts: list[tuple[str, datetime, datetime, datetime, datetime]] = [("close", start, last, start, last)]
         running: dict[Future[list[int]], tuple[str, datetime, datetime, datetime, datetime]] = {}
         try:
             while parts or running:
-                while parts and len(running) < self.parallel:
+                # Until one window answered below the limit nothing is known about the density: descend
+                # one search at a time instead of sending windows that will all come back full.
+                while parts and len(running) < (self.parallel if density.known else 1):
                     part = parts.pop()
                     kind, low, high, close_low, close_high = part
+                    if kind == "close" and density.known:
+                        pieces = density.parts(_seconds(low, high), limit)
+                        if pieces > 1:  # would likely hit the limit: split before searching
+                            parts.extend(("close", a, b, a, b) for a, b in _split(low, high, pieces))
+                            continue
                     window = {"TicketCloseTimeNewerDate": close_low.strftime(OTRS_FORMAT),
                               "TicketCloseTimeOlderDate": close_high.strftime(OTRS_FORMAT), "Limit": limit}
                     if kind == "create":
@@ -596,6 +604,8 @@ class OtrsClient:
                     searches += 1
                     if len(found) < limit:
                         ids.update(found)
+                        if kind == "close":
+                            density.observe(len(found), _seconds(low, high))
                         continue
                     if high <= low:
                         if kind == "close":  # one second of closes: split it by create time
@@ -603,12 +613,15 @@ class OtrsClient:
                             continue
                         raise HelpdeskError(f"more than {limit} tickets created and closed within the same second "
                                             f"({low:%Y-%m-%d %H:%M:%S}); raise otrs.search_limit")
-                    middle = (low + (high - low) / 2).replace(microsecond=0)
                     if kind == "close":
-                        parts.append(("close", low, middle, low, middle))
-                        parts.append(("close", middle + timedelta(seconds=1), high, middle + timedelta(seconds=1),
-                                      high))
+                        density.observe_full(limit, _seconds(low, high))
+                        # Into as many parts as the closes seen so far say fill about 70 % of the limit
+                        # (halves while nothing is known): every full answer is a wasted search, and a
+                        # month halved down to the limit wastes as many as it keeps.
+                        pieces = max(2, density.parts(_seconds(low, high), limit))
+                        parts.extend(("close", a, b, a, b) for a, b in _split(low, high, pieces))
                     else:
+                        middle = (low + (high - low) / 2).replace(microsecond=0)
                         parts.append(("create", low, middle, close_low, close_high))
                         parts.append(("create", middle + timedelta(seconds=1), high, close_low, close_high))
         finally:
@@ -805,3 +818,44 @@ class OtrsClient:
             except HelpdeskError as exc:
                 rows.append((what, False, f"{exc} (needed for write-back)"))
         return rows
+
+
+class _Density:
+    """Closes per second, from the search windows that answered below the limit."""
+
+    FILL = 0.7  # aim below the limit: closes are not spread evenly over a month
+    MAX_PARTS = 256
+
+    def __init__(self) -> None:
+        self.tickets = 0
+        self.seconds = 0
+        self.floor = 0.0  # a window that hit the limit holds at least limit / its seconds closes per second
+
+    @property
+    def known(self) -> bool:
+        return self.seconds > 0
+
+    def observe(self, tickets: int, seconds: int) -> None:
+        self.tickets += tickets
+        self.seconds += seconds
+
+    def observe_full(self, limit: int, seconds: int) -> None:
+        self.floor = max(self.floor, limit / seconds)
+
+    def parts(self, seconds: int, limit: int) -> int:
+        """Into how many windows of expected ~70 % of the limit ``seconds`` fall (1: search it whole)."""
+        if not self.known:
+            return 1
+        expected = seconds * max(self.tickets / self.seconds, self.floor)
+        return max(1, min(self.MAX_PARTS, seconds, math.ceil(expected / (self.FILL * limit))))
+
+
+def _seconds(low: datetime, high: datetime) -> int:
+    return int((high - low).total_seconds()) + 1
+
+
+def _split(low: datetime, high: datetime, parts: int) -> list[tuple[datetime, datetime]]:
+    """[low, high] (whole seconds, inclusive) in ``parts`` adjacent windows of nearly equal length."""
+    total = _seconds(low, high)
+    bounds = [low + timedelta(seconds=total * i // parts) for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1] - timedelta(seconds=1)) for i in range(parts) if bounds[i + 1] > bounds[i]]

@@ -116,6 +116,7 @@ class OtrsDouble:
         self.garbage = False
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.search_sizes: list[int] = []  # how many ids each TicketSearch answered (for tests and benches)
         self._faults: list[str] = []
         self._lock = threading.Lock()
         self._next_article = 100
@@ -293,6 +294,8 @@ class OtrsDouble:
             hits.append(t)
         hits.sort(key=lambda t: (t.created, t.ticket_id), reverse=True)
         ids = [str(t.ticket_id) for t in hits[:limit]]
+        with self._lock:
+            self.search_sizes.append(len(ids))
         return {"TicketID": ids} if ids else {}
 
     def ticket_get(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,36 @@ def test_periods_over_the_search_limit_are_split_so_nothing_is_cut(otrs: OtrsDou
         assert c.calls["TicketGet"] == 4
 
 
+def test_a_busy_month_is_split_by_its_measured_density_not_halved_down(otrs: OtrsDouble) -> None:
+    """2,000 closes over October, limit 50: one descent finds the density, the rest of the month is cut
+    into windows of about 35 closes before they are searched (halving alone: 125 searches, 62 full)."""
+    start = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)
+    for i in range(2000):
+        otrs.add_ticket(10_000 + i, f"T{i}", "KIVI-1001", 15, start + timedelta(seconds=1300 * i))
+    with client(otrs, search_limit=50, batch_size=100, parallel_requests=4) as c:
+        result = c.closed_tickets(None, OCTOBER)
+        assert len(result.tickets) == 2000
+        full = sum(1 for n in otrs.search_sizes if n == 50)
+        assert result.searches == len(otrs.search_sizes)
+        assert full <= 12, f"{full} of {result.searches} searches came back full"
+        assert result.searches <= 100
+
+
+def test_uneven_closes_are_all_found_when_the_density_estimate_is_wrong(otrs: OtrsDouble) -> None:
+    """Quiet weeks then a burst of 300 closes in one afternoon: windows sized from the quiet part come
+    back full and are split again; nothing is cut."""
+    ids = []
+    for i in range(60):
+        ids.append(20_000 + i)
+        otrs.add_ticket(20_000 + i, f"Q{i}", "KIVI-1001", 15, october(1 + i % 20, 9))
+    for i in range(300):
+        ids.append(30_000 + i)
+        otrs.add_ticket(30_000 + i, f"B{i}", "KIVI-1001", 15, october(28, 13) + timedelta(seconds=7 * i))
+    with client(otrs, search_limit=40, batch_size=100) as c:
+        result = c.closed_tickets(None, OCTOBER)
+        assert sorted(t.ticket_id for t in result.tickets) == sorted(ids)
+
+
 def test_ticket_closed_twice_belongs_to_the_period_of_its_last_close(otrs: OtrsDouble) -> None:
     otrs.add_ticket(31, "Wieder geöffnet", "KIVI-1001", 45, [october(10), datetime(2026, 11, 4, 9, tzinfo=UTC)])
     november = Period(OCTOBER.end, datetime(2026, 12, 1, tzinfo=OCTOBER.start.tzinfo))
