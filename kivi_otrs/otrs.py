@@ -614,11 +614,10 @@ class OtrsClient:
                         raise HelpdeskError(f"more than {limit} tickets created and closed within the same second "
                                             f"({low:%Y-%m-%d %H:%M:%S}); raise otrs.search_limit")
                     if kind == "close":
-                        density.observe_full(limit, _seconds(low, high))
                         # Into as many parts as the closes seen so far say fill about 70 % of the limit
                         # (halves while nothing is known): every full answer is a wasted search, and a
                         # month halved down to the limit wastes as many as it keeps.
-                        pieces = max(2, density.parts(_seconds(low, high), limit))
+                        pieces = density.parts(_seconds(low, high), limit, full=True)
                         parts.extend(("close", a, b, a, b) for a, b in _split(low, high, pieces))
                     else:
                         middle = (low + (high - low) / 2).replace(microsecond=0)
@@ -829,7 +828,6 @@ class _Density:
     def __init__(self) -> None:
         self.tickets = 0
         self.seconds = 0
-        self.floor = 0.0  # a window that hit the limit holds at least limit / its seconds closes per second
 
     @property
     def known(self) -> bool:
@@ -839,15 +837,18 @@ class _Density:
         self.tickets += tickets
         self.seconds += seconds
 
-    def observe_full(self, limit: int, seconds: int) -> None:
-        self.floor = max(self.floor, limit / seconds)
+    def parts(self, seconds: int, limit: int, full: bool = False) -> int:
+        """Into how many windows of expected ~70 % of the limit ``seconds`` fall (1: search it whole).
 
-    def parts(self, seconds: int, limit: int) -> int:
-        """Into how many windows of expected ~70 % of the limit ``seconds`` fall (1: search it whole)."""
+        The average is global; a window that came back ``full`` holds at least ``limit`` (a burst
+        somewhere says nothing about the quiet rest of the month, so that bound stays local).
+        """
         if not self.known:
-            return 1
-        expected = seconds * max(self.tickets / self.seconds, self.floor)
-        return max(1, min(self.MAX_PARTS, seconds, math.ceil(expected / (self.FILL * limit))))
+            return 2 if full else 1
+        expected = seconds * self.tickets / self.seconds
+        if full:
+            expected = max(expected, limit)
+        return max(2 if full else 1, min(self.MAX_PARTS, seconds, math.ceil(expected / (self.FILL * limit))))
 
 
 def _seconds(low: datetime, high: datetime) -> int:

@@ -239,3 +239,23 @@ def test_portal_login_works_for_a_flagged_contact_and_is_refused_without_the_fla
             conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
             conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
             conn.execute("DELETE FROM kivi_otrs.portal_password WHERE login = %s", (login,))
+
+
+def test_windows_sized_from_the_close_density_find_what_one_unlimited_search_finds() -> None:
+    """October searched with a small limit (the windows split by the measured density, bursts split again)
+    returns exactly the tickets one search with a large limit returns, on Znuny's own TicketSearch."""
+    from datetime import date
+
+    from kivi_otrs.period import resolve_period
+
+    october = resolve_period(None, "UTC", date_from=date(2026, 10, 1), date_to=date(2026, 10, 31))
+    with OtrsClient(settings(search_limit=10000), retries=0) as client:
+        whole = client.closed_tickets(None, october)
+    if len(whole.tickets) < 100:
+        pytest.skip(f"the Znuny has {len(whole.tickets)} tickets closed in October 2026; the check needs 100 or more")
+    with OtrsClient(settings(search_limit=25, parallel_requests=4), retries=0) as client:
+        split = client.closed_tickets(None, october)
+    assert sorted(t.ticket_id for t in split.tickets) == sorted(t.ticket_id for t in whole.tickets)
+    assert whole.searches == 1
+    # bursts make any split strategy search more than tickets/limit; halving took 53 here (304 tickets)
+    assert split.searches <= 4 * len(whole.tickets) / 25 + 10, split.searches
