@@ -66,8 +66,11 @@ BEGIN
                                             UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
                 END IF;
                 IF cardinality(v_fast) > 0 THEN
-                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT kivi_otrs.login_of(cp_email) FROM kivi_otrs_new
-                                                        WHERE cp_id = ANY (v_fast)));
+                    -- Rows of the statement are matched by join, not by `= ANY (v_fast)`, which
+                    -- would compare every row with the whole array in a statement over all contacts.
+                    -- A row outside v_fast either has no customer user under its new login with
+                    -- itself as primary contact, or (itime changed) is recomputed below anyway.
+                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT kivi_otrs.login_of(cp_email) FROM kivi_otrs_new));
                     -- The mapping of sql/11_customer_user_rows.sql for the contact's own fields;
                     -- tests compare the result with a fresh computation.
                     UPDATE kivi_otrs.customer_user u
@@ -79,7 +82,13 @@ BEGIN
                                   n.itime),
                          lower(concat_ws(' ', u.login, n.cp_givenname, n.cp_name, u.customernumber, u.name)))
                     FROM kivi_otrs_new n
-                    WHERE n.cp_id = ANY (v_fast) AND u.login = kivi_otrs.login_of(n.cp_email) AND u.cp_id = n.cp_id;
+                    WHERE u.login = kivi_otrs.login_of(n.cp_email) AND u.cp_id = n.cp_id
+                      AND (u.cp_email, u.cp_title, u.cp_givenname, u.cp_name, u.gender, u.department, u.position,
+                           u.cp_phone1, u.cp_mobile1, u.cp_fax, u.search_text)
+                          IS DISTINCT FROM
+                          (btrim(n.cp_email), n.cp_title, n.cp_givenname, n.cp_name, btrim(n.cp_gender),
+                           n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax,
+                           lower(concat_ws(' ', u.login, n.cp_givenname, n.cp_name, u.customernumber, u.name)));
                 END IF;
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
@@ -150,8 +159,10 @@ BEGIN
                 END;
                 v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old WHERE id = ANY (v_ids));
                 IF cardinality(v_fast) > 0 THEN
+                    -- Every changed customer's users are locked first: the update below matches the
+                    -- statement's rows by join and may touch those of v_ids too (recomputed later).
                     PERFORM kivi_otrs.lock_logins(ARRAY(SELECT login FROM kivi_otrs.customer_user
-                                                        WHERE customer_db_id = ANY (v_fast)));
+                                                        WHERE customer_db_id = ANY (v_fast || v_ids)));
                     -- The mappings of sql/11_customer_user_rows.sql and 12_customer_company_rows.sql
                     -- for the customer's own fields; tests compare with a fresh computation.
                     UPDATE kivi_otrs.customer_company c
@@ -162,7 +173,12 @@ BEGIN
                          n.phone, n.fax, n.homepage, n.email, n.notes, n.gln, greatest(n.mtime, n.itime),
                          lower(concat_ws(' ', c.customer_id, n.name, n.department_1, n.city)))
                     FROM kivi_otrs_new n
-                    WHERE n.id = ANY (v_fast) AND c.customer_db_id = n.id;
+                    WHERE c.customer_db_id = n.id
+                      AND (c.name, c.department, c.street, c.zipcode, c.city, c.phone, c.fax, c.homepage, c.email,
+                           c.comments, c.gln, c.country)
+                          IS DISTINCT FROM
+                          (n.name, n.department_1, n.street, n.zipcode, n.city, n.phone, n.fax, n.homepage, n.email,
+                           n.notes, n.gln, (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id));
                     UPDATE kivi_otrs.customer_user u
                     SET (name, street, zipcode, city, country, phone, fax, homepage, gln, change_time, search_text) =
                         (n.name, n.street, n.zipcode, n.city,
@@ -172,7 +188,11 @@ BEGIN
                                   u.create_time),
                          lower(concat_ws(' ', u.login, u.cp_givenname, u.cp_name, u.customernumber, n.name)))
                     FROM kivi_otrs_new n
-                    WHERE n.id = ANY (v_fast) AND u.customer_db_id = n.id;
+                    WHERE u.customer_db_id = n.id
+                      AND (u.name, u.street, u.zipcode, u.city, u.phone, u.fax, u.homepage, u.gln, u.country)
+                          IS DISTINCT FROM
+                          (n.name, n.street, n.zipcode, n.city, n.phone, n.fax, n.homepage, n.gln,
+                           (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id));
                 END IF;
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN

@@ -205,3 +205,24 @@ def test_a_contact_save_after_a_dropped_column_only_warns(migrated_dsn: str) -> 
         stale, error = conn.execute("SELECT stale, last_error FROM kivi_otrs.sync_state").fetchone()  # type: ignore[misc]
         assert stale is True and "cp_fax" in error
         assert len([n for n in notices if "not updated" in n]) == 1, notices
+
+
+def test_one_statement_mixing_direct_and_recomputed_rows_equals_a_fresh_computation(conn: psycopg.Connection[Any]) -> None:
+    """One UPDATE where rows keep their login, change it, change only unmirrored columns or itime."""
+    conn.execute(
+        "UPDATE public.contacts SET "
+        " cp_name = CASE WHEN cp_id IN (9101, 9103) THEN cp_name || '-X' ELSE cp_name END,"
+        " cp_email = CASE WHEN cp_id = 9102 THEN 'neu.schulz@example.org' WHEN cp_id = 9107 THEN 'Anna.Meyer@example.org'"
+        "            ELSE cp_email END,"
+        " cp_phone2 = '+49 0',"
+        " itime = CASE WHEN cp_id = 9104 THEN timestamp '2020-01-01' ELSE itime END"
+    )
+    # Contacts whose only change was cp_phone2 keep their row (and its change_time) as it was.
+    assert conn.execute(doctor.MIRROR_DIFF_SQL).fetchone() == (0,)
+    conn.execute(
+        "UPDATE public.customer SET name = name || ' neu', "
+        " customernumber = CASE WHEN id = 9002 THEN 'KIVI-2002' ELSE customernumber END,"
+        " obsolete = CASE WHEN id = 9003 THEN true ELSE obsolete END"
+    )
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
