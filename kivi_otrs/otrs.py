@@ -39,6 +39,7 @@ What the GenericInterface does and how it is handled here:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -81,6 +82,9 @@ MAX_BATCH = 1000
 MIN_GAIN_SECONDS = 1.0
 _T = TypeVar("_T")
 HEADERS = {"Accept": "application/json", "User-Agent": "kivi-otrs"}
+
+
+_NO_FIELDS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +146,14 @@ def _decimal(value: object) -> Decimal:
         return Decimal(0)
     if isinstance(value, bool):
         return Decimal("NaN")
+    return _decimal_of(str(value).strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _decimal_of(text: str) -> Decimal:
+    """One Decimal object per distinct accounted time (a month has few distinct values: memory)."""
     try:
-        return Decimal(str(value).strip())
+        return Decimal(text)
     except InvalidOperation:
         return Decimal("NaN")
 
@@ -726,7 +736,7 @@ class OtrsClient:
             type=one(str(raw.get("Type") or "")), customer_id=one(str(raw.get("CustomerID") or "")),
             customer_user=one(str(raw.get("CustomerUserID") or "")),
             closed=closed, time_units=units, minutes=minutes,
-            dynamic_fields=fields,
+            dynamic_fields=fields or _NO_FIELDS,  # one shared empty dict for the many tickets without any
         ), ""
 
     def update_ticket(self, ticket_id: int, dynamic_fields: dict[str, str]) -> None:
