@@ -360,7 +360,7 @@ def bench_writes(dsn: str, args: argparse.Namespace, flag: int, base: int) -> tu
             key = "import"
             target = ours if on else without
             target[key] = [target.get(key, [0.0])[0] + (time.perf_counter() - start) * 1000]
-        for key, statement in BULKS.items():
+        for key, statement in {} if args.skip_bulk else BULKS.items():
             for on in (True, False):
                 set_sync(conn, on)
                 start = time.perf_counter()
@@ -444,6 +444,7 @@ def main() -> None:
     parser.add_argument("--import-rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=10, help="blocks per mode the writes alternate in")
     parser.add_argument("--writes-only", action="store_true", help="skip the searches: only kivitendo's writes")
+    parser.add_argument("--skip-bulk", action="store_true", help="skip the statements updating every contact")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dsn", help="an EMPTY database to fill (default: a throwaway local cluster)")
     args = parser.parse_args()

@@ -61,10 +61,13 @@ BEGIN
                           FROM n JOIN o USING (cp_id)
                           WHERE n.f IS DISTINCT FROM o.f) d;
                 END;
-                IF EXISTS (SELECT 1 FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)) THEN
-                    v_ids := v_ids || ARRAY(SELECT cp_id FROM kivi_otrs_old WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_new)
-                                            UNION SELECT cp_id FROM kivi_otrs_new WHERE cp_id NOT IN (SELECT cp_id FROM kivi_otrs_old));
-                END IF;
+                -- Rows whose cp_id itself changed. NOT EXISTS, not NOT IN: an anti join works at
+                -- any size, while NOT IN falls back to a linear search per row once the other
+                -- side outgrows work_mem (hours for an UPDATE of a million contacts).
+                v_ids := v_ids || ARRAY(
+                    SELECT o.cp_id FROM kivi_otrs_old o WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_new n WHERE n.cp_id = o.cp_id)
+                    UNION
+                    SELECT n.cp_id FROM kivi_otrs_new n WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_old o WHERE o.cp_id = n.cp_id));
                 IF cardinality(v_fast) > 0 THEN
                     -- Rows of the statement are matched by join, not by `= ANY (v_fast)`, which
                     -- would compare every row with the whole array in a statement over all contacts.
