@@ -1,12 +1,15 @@
 """The monthly billing run (``kivi-otrs bill``): all customers' closed tickets at once.
 
 OTRS is asked once for the whole period (batched, see :mod:`kivi_otrs.otrs`); the
-tickets are grouped by CustomerID; every kivitendo customer is then billed in its OWN
-transaction: positions are claimed in the ledger and written into either the customer's
-open sales order with periodic invoices (``billing.run_target = periodic-order``, rows
-with recurring_billing_mode 'once') or a new draft sales order. A failure for one
-customer rolls back only that customer and is reported; re-running the same period adds
-nothing, because the ledger already holds every billed ticket.
+tickets are grouped by CustomerID; the kivitendo customers are then billed in chunks
+(one transaction, one set-based statement per step for the whole chunk): positions are
+claimed in the ledger and written into either the customer's open sales order with
+periodic invoices (``billing.run_target = periodic-order``, rows with
+recurring_billing_mode 'once'), the month's open draft of an earlier run, or a new draft
+sales order. A chunk that fails is rolled back and its customers are billed one
+transaction each, so a failure for one customer rolls back only that customer and is
+reported; re-running the same period adds nothing, because the ledger already holds
+every billed ticket.
 """
 
 from __future__ import annotations
@@ -83,10 +86,19 @@ WHERE lower(ordnumber) = ANY(%(lower)s) AND ordnumber = ANY(%(n)s)  -- kivitendo
   AND customer_id IS NOT NULL AND record_type::text NOT LIKE '%%quotation'
 """
 SONUMBER_SET_SQL = "UPDATE public.defaults SET sonumber = %(n)s"
+# The delivery date as kivitendo sets it on a new sales order ("Lieferdatum im Verkaufsauftrag
+# setzen": today + the interval, moved to Monday from a weekend); kivitendo's order screen refuses to
+# save a sales order without one while "warn if no delivery date" is on (its default).
 NEW_ORDERS_SQL = """
-INSERT INTO public.oe (ordnumber, transdate, customer_id, taxzone_id, currency_id, record_type,
+INSERT INTO public.oe (ordnumber, transdate, reqdate, customer_id, taxzone_id, currency_id, record_type,
                        transaction_description, intnotes, amount, netamount)
-SELECT r.ordnumber, current_date, cu.id, cu.taxzone_id, cu.currency_id, 'sales_order', %(description)s, %(notes)s, 0, 0
+SELECT r.ordnumber, current_date, (SELECT d.day + CASE WHEN extract(isodow FROM d.day) >= 6
+                                                       THEN 8 - extract(isodow FROM d.day)::int ELSE 0 END
+                                   FROM (SELECT current_date + coalesce((to_jsonb(x) ->> 'delivery_date_interval')::int, 0)
+                                                AS day, (to_jsonb(x) ->> 'deliverydate_on')::boolean AS day_on
+                                         FROM public.defaults x LIMIT 1) d
+                                   WHERE d.day_on),
+       cu.id, cu.taxzone_id, cu.currency_id, 'sales_order', %(description)s, %(notes)s, 0, 0
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(ordnumber text, customer int)
 JOIN public.customer cu ON cu.id = r.customer
 ORDER BY r.ordnumber

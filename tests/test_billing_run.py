@@ -1,4 +1,4 @@
-"""kivi-otrs bill: every customer in its own transaction, re-runs add nothing."""
+"""kivi-otrs bill: customers billed in chunks, a failing customer fails alone, re-runs add nothing."""
 
 from __future__ import annotations
 
@@ -211,3 +211,22 @@ def test_a_lost_database_connection_stops_the_run_once(conn: psycopg.Connection[
     assert [(c.customer_number, c.status) for c in summary.customers] == [
         ("KD 4711", "billed"), ("KIVI-1001", "billed"), ("KIVI-1002", "failed")]
     assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE state = 'billed'").fetchone() == (3,)
+
+
+def test_new_drafts_carry_kivitendos_delivery_date_so_the_order_screen_saves_them(conn: psycopg.Connection[Any],
+                                                                                    migrated_dsn: str) -> None:
+    """As kivitendo sets it on a new sales order: today + delivery_date_interval, a weekend moved to Monday;
+    none when "set delivery date" is off (the real 4.1 order screen refuses to save a draft without it)."""
+    configure(conn)
+    conn.execute("UPDATE public.defaults SET deliverydate_on = true, delivery_date_interval = 5")
+    conn.commit()
+    run(migrated_dsn, customers=["KIVI-1001"])
+    expected = conn.execute("SELECT d + CASE WHEN extract(isodow FROM d) >= 6 THEN 8 - extract(isodow FROM d)::int "
+                            "ELSE 0 END FROM (SELECT current_date + 5 AS d) x").fetchone()
+    assert conn.execute("SELECT reqdate FROM public.oe WHERE ordnumber = 'AB-1000'").fetchone() == expected
+    assert conn.execute("SELECT extract(isodow FROM reqdate) < 6 FROM public.oe WHERE ordnumber = 'AB-1000'"
+                        ).fetchone() == (True,)
+    conn.execute("UPDATE public.defaults SET deliverydate_on = false")
+    conn.commit()
+    run(migrated_dsn, customers=["KIVI-1002"])
+    assert conn.execute("SELECT reqdate FROM public.oe WHERE ordnumber = 'AB-1001'").fetchone() == (None,)

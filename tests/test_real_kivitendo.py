@@ -872,3 +872,35 @@ def test_longdescription_editor_keeps_the_position_billed_and_save_as_new_is_ref
     assert kivi.order_id() == order_id
     assert peer.query("SELECT count(*) AS n FROM oe")[0]["n"] == orders_before
     assert ledger(peer) == ledger_before
+
+
+def test_monthly_run_draft_opens_and_saves_in_kivitendo_with_tickets_still_billed_once(
+        kivi: Kivi, peer: Peer) -> None:
+    """kivi-otrs bill (the chunked, set-based run) writes a draft order; kivitendo opens it, saving it recalculates
+    the totals and the ledger keeps every ticket billed on that order exactly once; a second run adds nothing."""
+    if not os.environ.get("KIVI_OTRS_OTRS_PASSWORD"):
+        pytest.skip("set KIVI_OTRS_OTRS_PASSWORD (the agent of the client's OTRS settings) for the monthly run")
+    from kivi_otrs import billing_run
+
+    summary = billing_run.run(peer.dsn, "previous-month", customers=[peer.customer], user="realtest")
+    result = {c.customer_number: c for c in summary.customers}.get(peer.customer)
+    assert result is not None and result.status == "billed", summary.text()
+    entries = live(ledger(peer))
+    order_id = {e["oe_id"] for e in entries.values()}
+    assert len(order_id) == 1, entries
+    order = order_id.pop()
+    kivi.created_orders.append(order)
+    assert {e["state"] for e in entries.values()} == {"billed"}
+    kivi.open_order(order)
+    assert kivi.row_count() == result.positions
+    kivi.shot("bill-draft")
+    assert kivi.save_order() == order
+    after = live(ledger(peer))
+    assert sorted(after) == sorted(entries)
+    assert {(e["state"], e["oe_id"]) for e in after.values()} == {("billed", order)}
+    items = peer.query("SELECT count(*) AS n FROM orderitems WHERE id = ANY(%s)",
+                       ([e["orderitems_id"] for e in after.values()],))
+    assert items[0]["n"] == len(after)
+    assert peer.query("SELECT amount > 0 AS priced FROM oe WHERE id = %s", (order,))[0]["priced"]
+    again = billing_run.run(peer.dsn, "previous-month", customers=[peer.customer], user="realtest")
+    assert [(c.status, c.positions) for c in again.customers] == [("nothing", 0)], again.text()

@@ -323,7 +323,9 @@ CREATE TRIGGER mtime_orderitems BEFORE UPDATE ON public.orderitems FOR EACH ROW 
 -- The client's number ranges (kivitendo keeps one row); only the sales order number here.
 CREATE TABLE public.defaults (
     id integer DEFAULT nextval('public.id'::regclass) NOT NULL PRIMARY KEY,
-    sonumber text
+    sonumber text,
+    deliverydate_on boolean DEFAULT true,
+    delivery_date_interval integer DEFAULT 0
 );
 
 INSERT INTO public.schema_info (tag, login) VALUES ('release_4_1_0', 'admin');
