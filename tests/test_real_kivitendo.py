@@ -19,6 +19,8 @@ Optional:
     KIVI_OTRS_KIVITENDO_OTHER_DSN    its database: enables the two-client check
     KIVI_OTRS_CHROMIUM               browser binary (default /usr/bin/chromium)
     KIVI_OTRS_SCREENSHOTS            directory for screenshots realtest-*.png (default: pytest's tmp_path)
+    KIVI_OTRS_OTRS_PASSWORD          the OTRS agent's password of the client's settings: enables the
+                                     monthly-run check (kivi-otrs bill from this process)
 
 The database is treated as a throwaway test client: before and after each test the ledger entries of the
 test customer are released by SQL so that every test starts with the same tickets on offer. Documents the
