@@ -136,9 +136,10 @@ BEGIN
                 -- into the customer's company and the customer users it is primary for.
                 BEGIN
                     SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
-                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids
-                    FROM (SELECT n.id,
+                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids, v_numbers
+                    FROM (SELECT n.id, o.customernumber AS old_number,
                                  (n.customernumber, n.obsolete, n.itime) IS NOT DISTINCT FROM
                                  (o.customernumber, o.obsolete, o.itime) AS fast
                           FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
@@ -152,15 +153,15 @@ BEGIN
                     WITH n AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
                     o AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
                     SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
-                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids
-                    FROM (SELECT n.id,
+                           coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}')
+                    INTO v_fast, v_ids, v_numbers
+                    FROM (SELECT n.id, o.f ->> 'customernumber' AS old_number,
                                  (n.f -> 'customernumber', n.f -> 'obsolete', n.f -> 'itime') IS NOT DISTINCT FROM
                                  (o.f -> 'customernumber', o.f -> 'obsolete', o.f -> 'itime') AS fast
                           FROM n JOIN o USING (id)
                           WHERE n.f IS DISTINCT FROM o.f) d;
                 END;
-                v_numbers := ARRAY(SELECT customernumber FROM kivi_otrs_old WHERE id = ANY (v_ids));
                 IF cardinality(v_fast) > 0 THEN
                     -- Every changed customer's users are locked first: the update below matches the
                     -- statement's rows by join and may touch those of v_ids too (recomputed later).
