@@ -30,6 +30,14 @@ def configure(conn: psycopg.Connection[Any], **extra: str) -> None:
             config.set_value(conn, key, value)
 
 
+def refuse_orders_of_customer_9002(conn: psycopg.Connection[Any]) -> None:
+    """kivitendo-side refusal (a trigger on oe) of every order of KIVI-1002."""
+    conn.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.customer_id = 9002 THEN RAISE EXCEPTION 'order lock for customer 9002'; END IF; "
+                 "RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+
+
 def run(dsn: str, **kwargs: Any) -> billing_run.RunSummary:
     return billing_run.run(dsn, date_from=OCT_FROM, date_to=OCT_TO, fetch_all=lambda s, p: tickets(), user="cron",
                            **kwargs)
@@ -67,10 +75,7 @@ def test_bill_creates_one_draft_order_per_customer_and_reruns_add_nothing(conn: 
 def test_a_failing_customer_does_not_touch_the_others(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
     """kivitendo refuses the order of one customer: that customer is reported, the others are billed."""
     configure(conn)
-    conn.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                 "IF NEW.customer_id = 9002 THEN RAISE EXCEPTION 'order lock for customer 9002'; END IF; "
-                 "RETURN NEW; END $$")
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    refuse_orders_of_customer_9002(conn)
     summary = run(migrated_dsn)
     failed = {c.customer_number: c.error for c in summary.failed}
     assert failed == {"KIVI-1002": "order lock for customer 9002"}
@@ -158,10 +163,7 @@ def test_customers_are_billed_in_chunks_and_a_failing_chunk_is_retried_customer_
     the order numbers have no gap from the rolled-back attempt."""
     monkeypatch.setattr(billing_run, "CHUNK_CUSTOMERS", 2)
     configure(conn)
-    conn.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                 "IF NEW.customer_id = 9002 THEN RAISE EXCEPTION 'order lock for customer 9002'; END IF; "
-                 "RETURN NEW; END $$")
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON public.oe FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    refuse_orders_of_customer_9002(conn)
     summary = run(migrated_dsn)
     assert [(c.customer_number, c.status, c.ordnumber, c.positions) for c in summary.customers] == [
         ("KD 4711", "billed", "AB-1000", 1), ("KIVI-1001", "billed", "AB-1001", 2), ("KIVI-1002", "failed", None, 0)]
