@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import re
 import time
 from collections import defaultdict
@@ -33,6 +34,8 @@ from .errors import KiviOtrsError
 from .otrs import TicketResult, fetch_closed
 from .period import Period, resolve_period
 from .render import Renderer
+
+log = logging.getLogger(__name__)
 
 AllTicketsFetcher = Callable[[config.OtrsSettings, Period], "list[Any] | TicketResult"]
 WRITEBACK_PENDING_SQL = "SELECT count(*) FROM kivi_otrs.writeback WHERE state = 'pending'"
@@ -122,6 +125,7 @@ FROM (SELECT trans_id, sum(qty * sellprice * (1 - coalesce(discount, 0))) AS net
       WHERE trans_id = ANY(%(oes)s) GROUP BY trans_id) t
 WHERE oe.id = t.trans_id
 """
+TIED_SQL = "SELECT count(*) FROM kivi_otrs.ledger WHERE marker = ANY(%(markers)s::uuid[]) AND state = 'billed'"
 AUDIT_SQL = """
 INSERT INTO kivi_otrs.audit (actor, action, customer_number, oe_id, details)
 SELECT %(actor)s, 'bill', r.customer, r.oe, r.details
@@ -300,17 +304,22 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
         billable = sorted(n for n in groups if n in known)
         job = _Job(first, last, billing, renderer, values["billing.run_target"], user, dry_run)
         for chunk in _chunks(billable, groups):
+            lost = 1  # customers a lost connection took with it (the one being billed, or the whole chunk)
             try:
                 results = _bill_chunk(conn, [(known[n], groups[n]) for n in chunk], job)
             except Exception as exc:  # any failure: bill the chunk's customers one by one
+                line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                log.warning("billing chunk of %d customers (%s .. %s) failed (%s%s); billing them one by one",
+                            len(chunk), chunk[0], chunk[-1], type(exc).__name__, db.redact(f": {line}" if line else ""))
                 if not (conn.closed or conn.broken):
                     results = []
                     for n in chunk:
                         results.append(_bill_one(conn, known[n], groups[n], job))
                         if conn.closed or conn.broken:
                             break
-                elif isinstance(exc, psycopg.Error):
-                    results = [CustomerResult(chunk[0], "failed")]
+                elif isinstance(exc, psycopg.Error):  # none of the chunk was billed
+                    results = [CustomerResult(n, "failed", error="lost the database connection") for n in chunk]
+                    lost = len(chunk)
                 else:
                     raise
             for n in chunk:
@@ -324,7 +333,7 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                 summary.customers[-1].status = "failed"
                 summary.customers[-1].error = "lost the database connection"
                 billed = sum(1 for c in summary.customers if c.status == "billed")
-                summary.aborted = (f"lost the database connection after {len(summary.customers) - 1} customer(s) "
+                summary.aborted = (f"lost the database connection after {len(summary.customers) - lost} customer(s) "
                                    f"({billed} billed); run kivi-otrs bill again: it bills only what is missing")
                 return summary
         summary.phases["database"] = time.perf_counter() - started
@@ -402,6 +411,10 @@ def _bill_chunk(conn: psycopg.Connection[Any], chunk: list[tuple[Customer, list[
         by_customer = {c.number: list({t.ticket_id: t for t in tickets}.values()) for c, tickets in chunk}
         ids = [t.ticket_id for tickets in by_customer.values() for t in tickets]
         if not job.dry_run:
+            if any(n not in targets for n in numbers):
+                # kivitendo's own saves lock the number range first and the tickets (ledger trigger)
+                # second: the same order here, or a save and this chunk could deadlock each other.
+                conn.execute(SONUMBER_SQL)
             positions.lock_tickets(conn, ids)
         active = positions.active_entries(conn, ids)
         plans: dict[str, positions.Plan] = {}
@@ -457,6 +470,13 @@ def _bill_chunk(conn: psycopg.Connection[Any], chunk: list[tuple[Customer, list[
             positions.reserve(conn, ledger_rows, job.billing)
             # the ledger trigger ties the positions to the reservations and queues the write-back entries
             conn.execute(ITEMS_SQL, {"rows": json.dumps(items), "oes": oes})
+            markers = [r["marker"] for r in ledger_rows]
+            tied = conn.execute(TIED_SQL, {"markers": markers}).fetchone()
+            if tied is None or tied[0] != len(markers):
+                # the trigger only warned (stale ledger): untied reservations would be offered again
+                # once they expire; roll back and bill these customers one by one instead
+                raise KiviOtrsError(f"the billing ledger tied {tied[0] if tied else 0} of {len(markers)} "
+                                    "positions; run kivi-otrs doctor")
             conn.execute(TOTALS_SQL, {"oes": oes})
             conn.execute(AUDIT_SQL, {"actor": job.user, "rows": json.dumps(audit)})
     return [results[n] for n in numbers]

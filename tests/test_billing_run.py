@@ -232,3 +232,59 @@ def test_new_drafts_carry_kivitendos_delivery_date_so_the_order_screen_saves_the
     conn.commit()
     run(migrated_dsn, customers=["KIVI-1002"])
     assert conn.execute("SELECT reqdate FROM public.oe WHERE ordnumber = 'AB-1001'").fetchone() == (None,)
+
+
+def test_positions_the_ledger_trigger_could_not_tie_fail_their_customer_instead_of_staying_reserved(
+        conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """The trigger only warns on unexpected errors (kivitendo's save must go through); the run checks that
+    every position got tied and bills such a customer not at all rather than with reservations that expire."""
+    configure(conn)
+    conn.execute("CREATE FUNCTION public.break_tie() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.customer_number = 'KIVI-1002' AND NEW.state = 'billed' THEN "
+                 "RAISE EXCEPTION 'simulated ledger failure'; END IF; RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER break_tie BEFORE UPDATE ON kivi_otrs.ledger FOR EACH ROW "
+                 "EXECUTE FUNCTION public.break_tie()")
+    conn.commit()
+    summary = run(migrated_dsn)
+    by = {c.customer_number: c for c in summary.customers}
+    assert {n: c.status for n, c in by.items()} == {"KD 4711": "billed", "KIVI-1001": "billed", "KIVI-1002": "failed"}
+    assert by["KIVI-1002"].error == "the billing ledger tied 0 of 1 positions; run kivi-otrs doctor"
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE customer_number = 'KIVI-1002'").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM public.orderitems oi JOIN public.oe ON oe.id = oi.trans_id "
+                        "WHERE oe.customer_id = 9002").fetchone() == (0,)
+
+
+def test_the_run_takes_kivitendos_number_range_before_any_ticket_lock(conn: psycopg.Connection[Any],
+                                                                      migrated_dsn: str) -> None:
+    """kivitendo saves lock defaults first and tickets second (ledger trigger); a chunk that needs new order
+    numbers does the same, so the two never wait for each other crosswise (deadlock)."""
+    import threading
+    import time
+
+    configure(conn)
+    conn.commit()
+    holder = psycopg.connect(migrated_dsn)
+    holder.execute("SELECT sonumber FROM public.defaults FOR UPDATE")
+    summary: list[billing_run.RunSummary] = []
+    worker = threading.Thread(target=lambda: summary.append(run(migrated_dsn)))
+    worker.start()
+    try:
+        waiting = None
+        for _ in range(200):
+            waiting = conn.execute(
+                "SELECT a.pid FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() "
+                "AND a.pid <> %s AND a.datname = current_database()", (holder.info.backend_pid,)).fetchone()
+            conn.commit()
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "the run never waited for kivitendo's number range"
+        held = conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'",
+                            (waiting[0],)).fetchone()
+        conn.commit()
+        assert held == (0,), "the run held ticket locks while waiting for the number range"
+    finally:
+        holder.rollback()
+        holder.close()
+        worker.join(timeout=60)
+    assert {c.status for c in summary[0].customers} == {"billed"}
