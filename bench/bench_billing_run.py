@@ -33,7 +33,7 @@ import pstats
 import random
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -245,12 +245,16 @@ def ours(name: str, dsn: str, double: DoubleProcess, trace: bool, profile: bool,
     result = Measured(name)
     sizes: list[int] = []
 
-    def fetch(settings: config.OtrsSettings, period: Period) -> otrs.TicketResult:
-        with otrs.OtrsClient(replace(settings, parallel_requests=parallel)) as client:
-            found = client.closed_tickets(None, period)
-            sizes.extend(client.batch_sizes)
-            result.extra["searches"] = found.searches
-            return found
+    def fetch(settings: config.OtrsSettings, period: Period) -> otrs.TicketStream:
+        found = otrs.TicketResult()
+
+        def stream() -> Iterator[otrs.Ticket]:  # as kivi-otrs bill fetches: tickets as they arrive
+            with otrs.OtrsClient(replace(settings, parallel_requests=parallel)) as client:
+                yield from client.iter_closed_tickets(None, period, None, found)
+                sizes.extend(client.batch_sizes)
+                result.extra["searches"] = found.searches
+
+        return otrs.TicketStream(stream(), found)
 
     counting = Counting(double)
     _maybe_traced(trace)

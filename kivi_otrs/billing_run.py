@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -31,13 +31,13 @@ from psycopg.rows import dict_row
 
 from . import config, db, positions
 from .errors import KiviOtrsError
-from .otrs import TicketResult, fetch_closed
+from .otrs import OtrsClient, Ticket, TicketResult, TicketStream
 from .period import Period, resolve_period
 from .render import Renderer
 
 log = logging.getLogger(__name__)
 
-AllTicketsFetcher = Callable[[config.OtrsSettings, Period], "list[Any] | TicketResult"]
+AllTicketsFetcher = Callable[[config.OtrsSettings, Period], "list[Any] | TicketResult | TicketStream"]
 WRITEBACK_PENDING_SQL = "SELECT count(*) FROM kivi_otrs.writeback WHERE state = 'pending'"
 
 CUSTOMERS_SQL = """
@@ -210,12 +210,6 @@ class RunSummary:
         return "\n".join(lines) + "\n"
 
 
-def fetch_all_from_otrs(settings: config.OtrsSettings, period: Period,
-                        stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
-    """Every customer's billable closed tickets of the period in one batched fetch, and those left out."""
-    return fetch_closed(settings, None, period, stale_filter)
-
-
 def next_number(current: str | None) -> str:
     """The number after ``current`` the way kivitendo counts: prefix kept, trailing digits + 1, zero padding kept."""
     current = current or ""
@@ -251,15 +245,15 @@ def next_sonumber(conn: psycopg.Connection[Any]) -> str:
     return next_sonumbers(conn, 1)[0]
 
 
-def _chunks(numbers: list[str], groups: dict[str, list[Any]]) -> list[list[str]]:
+def _chunks(numbers: list[str], sizes: dict[str, int]) -> list[list[str]]:
     chunks: list[list[str]] = [[]]
     tickets = 0
     for number in numbers:
-        if chunks[-1] and (len(chunks[-1]) >= CHUNK_CUSTOMERS or tickets + len(groups[number]) > CHUNK_TICKETS):
+        if chunks[-1] and (len(chunks[-1]) >= CHUNK_CUSTOMERS or tickets + sizes[number] > CHUNK_TICKETS):
             chunks.append([])
             tickets = 0
         chunks[-1].append(number)
-        tickets += len(groups[number])
+        tickets += sizes[number]
     return [c for c in chunks if c]
 
 
@@ -278,34 +272,44 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                                 date_from=date_from, date_to=date_to)
         first, last = period.start.date(), (period.end - timedelta(seconds=1)).date()
         started = time.perf_counter()
-        fetched: list[Any] | TicketResult
+        # The month's tickets go into a temporary table as they arrive (batch by batch), grouped and
+        # read back chunk by chunk: memory stays flat however many tickets the month has.
+        spool = _Spool(conn, customers)
         if fetch_all is None:  # from OTRS; a stale write-back field never hides a ticket billed nowhere
-            fetched = fetch_all_from_otrs(otrs_settings, period, lambda ids: positions.not_billed(conn, ids))
+            with OtrsClient(otrs_settings) as client:
+                found = TicketResult()
+                spool.load(client.iter_closed_tickets(None, period, lambda ids: positions.not_billed(conn, ids),
+                                                      found))
+            otrs_skipped = found.skipped
         else:
             fetched = fetch_all(otrs_settings, period)
-        tickets, otrs_skipped = ((fetched.tickets, fetched.skipped) if isinstance(fetched, TicketResult)
-                                 else (fetched, []))
-        groups: dict[str, list[Any]] = defaultdict(list)
-        for t in tickets:
-            if customers is None or t.customer_id in customers:
-                groups[t.customer_id].append(t)
-        del fetched, tickets
-        summary = RunSummary(first.isoformat(), last.isoformat(), sum(len(g) for g in groups.values()),
+            if isinstance(fetched, TicketStream):
+                spool.load(fetched.tickets)
+                otrs_skipped = fetched.result.skipped
+            elif isinstance(fetched, TicketResult):
+                spool.load(fetched.tickets)
+                otrs_skipped = fetched.skipped
+            else:
+                spool.load(fetched)
+                otrs_skipped = []
+            del fetched
+        sizes, minutes = spool.sizes()
+        summary = RunSummary(first.isoformat(), last.isoformat(), sum(sizes.values()),
                              skipped_tickets=list(otrs_skipped))
         summary.phases["otrs"] = time.perf_counter() - started
         started = time.perf_counter()
-        known = {r[0]: Customer(*r) for r in conn.execute(CUSTOMERS_SQL, {"numbers": list(groups)}).fetchall()}
+        known = {r[0]: Customer(*r) for r in conn.execute(CUSTOMERS_SQL, {"numbers": list(sizes)}).fetchall()}
         conn.commit()
-        for number in sorted(groups):
+        for number in sorted(sizes):
             if number not in known:
-                summary.unknown_customers.append({
-                    "customer_id": number, "tickets": len(groups[number]),
-                    "minutes": str(sum((t.minutes for t in groups[number]), Decimal(0)))})
-        billable = sorted(n for n in groups if n in known)
+                summary.unknown_customers.append({"customer_id": number, "tickets": sizes[number],
+                                                  "minutes": str(minutes[number])})
+        billable = sorted(n for n in sizes if n in known)
         job = _Job(first, last, billing, renderer, values["billing.run_target"], user, dry_run)
-        for chunk in _chunks(billable, groups):
+        for chunk in _chunks(billable, sizes):
             lost = 1  # customers a lost connection took with it (the one being billed, or the whole chunk)
             try:
+                groups = spool.tickets(chunk)
                 results = _bill_chunk(conn, [(known[n], groups[n]) for n in chunk], job)
             except Exception as exc:  # any failure: bill the chunk's customers one by one
                 line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
@@ -322,8 +326,6 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
                     lost = len(chunk)
                 else:
                     raise
-            for n in chunk:
-                groups.pop(n, None)
             summary.customers.extend(results)
             if progress:
                 for r in results:
@@ -349,6 +351,78 @@ def run(dsn: str, period_spec: str | None = None, date_from: Any = None, date_to
             conn.commit()
             summary.phases["writeback"] = time.perf_counter() - started
     return summary
+
+
+SPOOL_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS kivi_otrs_run_tickets (
+    ticket_id bigint, number text, title text, state text, state_type text, queue text, service text, type text,
+    customer_id text, customer_user text, closed timestamptz, time_units numeric, minutes numeric)
+"""
+SPOOL_FIELDS = ("ticket_id", "number", "title", "state", "state_type", "queue", "service", "type", "customer_id",
+                "customer_user", "closed", "time_units", "minutes")
+
+
+class _Spool:
+    """The run's tickets in a temporary table of the run's own session (dropped with it)."""
+
+    BATCH = 1000
+
+    def __init__(self, conn: psycopg.Connection[Any], customers: list[str] | None) -> None:
+        self.conn = conn
+        self.customers = set(customers) if customers is not None else None
+        try:
+            conn.execute(SPOOL_SQL)
+        except psycopg.errors.InsufficientPrivilege:
+            conn.rollback()
+            raise KiviOtrsError("kivi-otrs bill keeps the month's tickets in a temporary table, and this database "
+                                "role may not create one; GRANT TEMPORARY ON DATABASE <kivitendo database> TO "
+                                "<role>") from None
+        conn.execute("TRUNCATE kivi_otrs_run_tickets")
+        conn.commit()
+
+    def load(self, tickets: Iterable[Any]) -> None:
+        """Store the tickets a batch at a time (the source may ask the database between items)."""
+        batch: list[tuple[Any, ...]] = []
+        for t in tickets:
+            if self.customers is None or t.customer_id in self.customers:
+                batch.append(tuple(_clean(getattr(t, f, "")) for f in SPOOL_FIELDS))
+            if len(batch) >= self.BATCH:
+                self._write(batch)
+                batch = []
+        self._write(batch)
+        self.conn.execute("CREATE INDEX IF NOT EXISTS kivi_otrs_run_tickets_customer "
+                          "ON kivi_otrs_run_tickets (customer_id)")
+        self.conn.execute("ANALYZE kivi_otrs_run_tickets")
+        self.conn.commit()
+
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+        if batch:
+            with self.conn.cursor().copy(f"COPY kivi_otrs_run_tickets ({', '.join(SPOOL_FIELDS)}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+            self.conn.commit()
+
+    def sizes(self) -> tuple[dict[str, int], dict[str, Decimal]]:
+        """Tickets and minutes per CustomerID."""
+        rows = self.conn.execute("SELECT customer_id, count(*), coalesce(sum(minutes), 0) FROM kivi_otrs_run_tickets "
+                                 "GROUP BY customer_id").fetchall()
+        self.conn.commit()
+        return {r[0]: int(r[1]) for r in rows}, {r[0]: r[2] for r in rows}
+
+    def tickets(self, numbers: list[str]) -> dict[str, list[Ticket]]:
+        """The tickets of these customers (one chunk)."""
+        result: dict[str, list[Ticket]] = {n: [] for n in numbers}
+        rows = self.conn.execute(f"SELECT {', '.join(SPOOL_FIELDS)} FROM kivi_otrs_run_tickets "
+                                 "WHERE customer_id = ANY(%(numbers)s)", {"numbers": numbers}).fetchall()
+        self.conn.commit()
+        for row in rows:
+            ticket = Ticket(*row)
+            result[ticket.customer_id].append(ticket)
+        return result
+
+
+def _clean(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

@@ -510,8 +510,8 @@ def article_cmd(dsn: str | None, customer_number: str | None, queue: str | None,
 def _helpdesk_lists(conn: psycopg.Connection[Any], month: date, offline: bool) -> list[Any]:
     """reconcile's lists from OTRS (the month's closed tickets); a helpdesk failure is reported, not fatal."""
     from . import reports
-    from .billing_run import fetch_all_from_otrs
     from .errors import HelpdeskError
+    from .otrs import fetch_closed
     from .period import resolve_period
 
     if offline:
@@ -520,7 +520,7 @@ def _helpdesk_lists(conn: psycopg.Connection[Any], month: date, offline: bool) -
     last = (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     span = resolve_period(None, values["site.timezone"], date_from=month, date_to=last)
     try:
-        tickets = fetch_all_from_otrs(config_mod.otrs_settings(values), span)
+        tickets = fetch_closed(config_mod.otrs_settings(values), None, span)
     except (HelpdeskError, KiviOtrsError) as exc:
         click.echo(f"note: lists from OTRS left out: {db.redact(str(exc))}", err=True)
         return []

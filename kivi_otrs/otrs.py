@@ -243,6 +243,15 @@ def _done(fn: Callable[..., _T], *args: Any) -> Future[_T]:
     return future
 
 
+@dataclass
+class TicketStream:
+    """Tickets yielded as OTRS answers (``tickets``); ``result`` gets searches, skipped and stale_marked
+    while they are consumed."""
+
+    tickets: Iterator[Ticket]
+    result: TicketResult
+
+
 def fetch_closed(settings: OtrsSettings, customer_number: str | None, period: Period,
                  stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
     """Billable closed tickets and the tickets left out with their reason, of one customer or of all."""
@@ -640,6 +649,18 @@ class OtrsClient:
 
     def closed_tickets(self, customer_number: str | None, period: Period,
                        stale_filter: Callable[[list[int]], list[int]] | None = None) -> TicketResult:
+        """All of :meth:`iter_closed_tickets` in one list, ordered by close time."""
+        result = TicketResult()
+        result.tickets = list(self.iter_closed_tickets(customer_number, period, stale_filter, result))
+        result.tickets.sort(key=lambda t: (t.closed or period.start, t.ticket_id))
+        log.info("OTRS: %d tickets, %d skipped, %d requests (%d searches), TicketGet batch sizes %s",
+                 len(result.tickets), len(result.skipped), self.requests_made, result.searches,
+                 "/".join(map(str, self.batch_sizes)) or "-")
+        return result
+
+    def iter_closed_tickets(self, customer_number: str | None, period: Period,
+                            stale_filter: Callable[[list[int]], list[int]] | None,
+                            result: TicketResult) -> Iterator[Ticket]:
         """Tickets in a billable state whose last close falls into the period (one customer or all).
 
         With write-back exclusion on, tickets whose dynamic field is set are left out of the search.
@@ -656,7 +677,6 @@ class OtrsClient:
         low_text, high_text = otrs_bounds(period, settings.otrs_timezone)
         start = datetime.strptime(low_text, OTRS_FORMAT)
         last = datetime.strptime(high_text, OTRS_FORMAT)
-        result = TicketResult()
         ids, result.searches = self.search_period(criteria, start, last)
         if settings.exclude_field and stale_filter is not None:
             marked, searches = self.search_period(
@@ -685,12 +705,7 @@ class OtrsClient:
                 result.skipped.append({**_info(raw), "reason": f"last closed {ticket.closed:%Y-%m-%d %H:%M %Z}, "
                                                               "billed in that period"})
                 continue
-            result.tickets.append(ticket)
-        result.tickets.sort(key=lambda t: (t.closed or period_start, t.ticket_id))
-        log.info("OTRS: %d tickets, %d skipped, %d requests (%d searches), TicketGet batch sizes %s",
-                 len(result.tickets), len(result.skipped), self.requests_made, result.searches,
-                 "/".join(map(str, self.batch_sizes)) or "-")
-        return result
+            yield ticket
 
     def _ticket(self, raw: dict[str, Any], shared: dict[str, str] | None = None) -> tuple[Ticket | None, str]:
         try:

@@ -288,3 +288,43 @@ def test_the_run_takes_kivitendos_number_range_before_any_ticket_lock(conn: psyc
         holder.close()
         worker.join(timeout=60)
     assert {c.status for c in summary[0].customers} == {"billed"}
+
+
+def test_a_streamed_month_is_spooled_batch_by_batch_and_billed_with_its_skipped_tickets(
+        conn: psycopg.Connection[Any], migrated_dsn: str, monkeypatch: Any) -> None:
+    """Tickets arrive as a stream (as from OTRS): they are written to the run's temporary table in batches while
+    the stream is still running (memory stays flat), then billed per customer; what OTRS left out is listed."""
+    from kivi_otrs.otrs import TicketResult, TicketStream
+
+    monkeypatch.setattr(billing_run._Spool, "BATCH", 10)
+    writes: list[int] = []
+    original = billing_run._Spool._write
+
+    def counting(self: Any, batch: list[tuple[Any, ...]]) -> None:
+        writes.append(len(batch))
+        original(self, batch)
+
+    monkeypatch.setattr(billing_run._Spool, "_write", counting)
+    configure(conn)
+    found = TicketResult()
+    written_before_end: list[int] = []
+
+    def stream() -> Any:
+        for i in range(45):
+            yield TicketData(1000 + i, f"20261020{1000 + i}", f"Stream {i}\x00", Decimal(15),
+                             customer_id=("KIVI-1001", "KIVI-1002", "NOT-IN-KIVI")[i % 3])
+        found.skipped.append({"ticket_id": 9, "ticket_number": "2026100910000099", "title": "x",
+                              "reason": "accounted time -5 is negative"})
+        written_before_end.append(sum(writes))
+
+    summary = billing_run.run(migrated_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron",
+                              fetch_all=lambda s, p: TicketStream(stream(), found))
+    assert written_before_end == [40]  # four batches of ten were in the table before the stream ended
+    by = {c.customer_number: (c.status, c.positions) for c in summary.customers}
+    assert by == {"KIVI-1001": ("billed", 15), "KIVI-1002": ("billed", 15)}
+    assert summary.unknown_customers == [{"customer_id": "NOT-IN-KIVI", "tickets": 15, "minutes": "225"}]
+    assert "ticket 2026100910000099 not billed: accounted time -5 is negative" in summary.text()
+    # (a NUL in a title would have failed the COPY: PostgreSQL text cannot hold it)
+    assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE otrs_data->>'Title' LIKE 'Stream %%'"
+                        ).fetchone() == (30,)
+
