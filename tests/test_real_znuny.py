@@ -140,6 +140,13 @@ my $Config = $Kernel::OM->Get('Kernel::Config');
 require $File;
 $Package->Load($Config);    # what Kernel/Config/Defaults.pm does with every Kernel/Config/Files/*.pm
 my %Out;
+# Other CustomerUser backends of this Znuny (e.g. an installed kivi-otrs module with CacheTTL) answer from
+# Znuny's cache for up to their CacheTTL: start from an empty customer-user cache.
+my $Cache = $Kernel::OM->Get('Kernel::System::Cache');
+for my $Count ( '', 1 .. 10 ) {
+    $Cache->CleanUp( Type => "CustomerUser${Count}_CustomerSearch" );
+    $Cache->CleanUp( Type => "CustomerUser${Count}" );
+}
 for my $Term (@Terms) {
     utf8::decode($Term);
     my %List = $Kernel::OM->Get('Kernel::System::CustomerUser')->CustomerSearch( Search => $Term, Valid => 1 );
@@ -259,3 +266,45 @@ def test_windows_sized_from_the_close_density_find_what_one_unlimited_search_fin
     assert whole.searches == 1
     # bursts make any split strategy search more than tickets/limit; halving took 53 here (304 tickets)
     assert split.searches <= 4 * len(whole.tickets) / 25 + 10, split.searches
+
+
+def test_a_contact_saved_with_a_new_name_is_found_by_it_in_znuny() -> None:
+    """A kivitendo contact save (the mirror writes the contact's fields straight into its customer user row)
+    shows in Znuny's own CustomerUser::DB search at once: the new name finds the login, the old one does not."""
+    tree = need_tree()
+    if not (KIVI_DSN and OWNER_DSN):
+        pytest.skip("set KIVI_OTRS_ZNUNY_KIVI_DSN and KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN")
+    import secrets
+    import string
+
+    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    old, new = f"Quokka{letters}", f"Wombat{letters}"
+    login = f"kivi-otrs-rename-{letters}@example.org"
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn:
+        customer = conn.execute("SELECT id FROM public.customer WHERE NOT coalesce(obsolete, false) "
+                                "AND btrim(coalesce(customernumber, '')) <> '' ORDER BY id LIMIT 1").fetchone()
+        flag_id = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
+        if customer is None or flag_id is None:
+            pytest.skip("no non-obsolete customer with a number, or kivi-otrs not installed")
+        cp_id = conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) VALUES ('Rename', %s, %s) "
+                             "RETURNING cp_id", (old, login)).fetchone()[0]  # type: ignore[index]
+        try:
+            conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id, main) VALUES (%s, %s, false)",
+                         (customer[0], cp_id))
+            conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
+                         "VALUES (%s, %s, true, '')", (flag_id[0], cp_id))
+            params = conninfo.conninfo_to_dict(KIVI_DSN)
+            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+                assert login in _search(tree, Path(tmp), params, old, login)[f"{old[:4]}*"]
+            conn.execute("UPDATE public.contacts SET cp_name = %s, mtime = now() WHERE cp_id = %s", (new, cp_id))
+            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+                found_new = _search(tree, Path(tmp), params, new, login)
+            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+                found_old = _search(tree, Path(tmp), params, old, login)
+            assert login in found_new[new.upper()], found_new
+            assert login not in found_old[old.upper()], found_old
+        finally:
+            conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id = %s",
+                         (flag_id[0], cp_id))
+            conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
+            conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
