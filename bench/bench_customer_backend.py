@@ -15,7 +15,8 @@ customers, 10 % of the contacts at two customers. Then, in one run:
   on the machine hits both alike: one-row saves of a contact (a mirrored and an unmirrored
   column), a customer, a contact-customer link and the flag; a 50,000-contact import (one
   INSERT per contact and per link, as kivitendo's CSV import); one statement updating every
-  contact (an unmirrored and a mirrored column). `--writes-only` skips the searches.
+  contact (an unmirrored and a mirrored column). `--writes-only` skips the searches,
+  `--searches-only` the writes.
 
     python bench/bench_customer_backend.py                       # 1M contacts, about 15 minutes
     python bench/bench_customer_backend.py --contacts 100000 --customers 20000 --import-rows 5000
@@ -413,7 +414,7 @@ def run(dsn: str, args: argparse.Namespace) -> None:
                 flush=True,
             )  # type: ignore[index]
             bench_search(conn, share, args.queries, args.seed_every, rnd, args.customers, args.contacts)
-    with_sync, without = bench_writes(dsn, args, flag, IMPORT_BASE)
+    with_sync, without = ({}, {}) if args.searches_only else bench_writes(dsn, args, flag, IMPORT_BASE)
     for name in with_sync:
         if name == "import":
             label, limit = f"import {args.import_rows} contacts (2 statements each)", 2.0
@@ -444,6 +445,7 @@ def main() -> None:
     parser.add_argument("--import-rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=10, help="blocks per mode the writes alternate in")
     parser.add_argument("--writes-only", action="store_true", help="skip the searches: only kivitendo's writes")
+    parser.add_argument("--searches-only", action="store_true", help="skip kivitendo's writes: only the searches")
     parser.add_argument("--skip-bulk", action="store_true", help="skip the statements updating every contact")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dsn", help="an EMPTY database to fill (default: a throwaway local cluster)")
