@@ -111,7 +111,7 @@ def main() -> None:
             table(conn, "SELECT customer_id, name, city, valid_id FROM kivi_otrs.otrs_customer_companies "
                         "ORDER BY customer_id")
         kivi("doctor")
-        step("3. Kernel/Config.pm for OTRS (password placeholder, never a real one)")
+        step("3. Kernel/Config/Files/ZZZKiviOtrs.pm for OTRS (reads the password from a file, holds none)")
         kivi("otrs-config", "--db-user", "otrs_kivi")
 
         step("4. Connect to OTRS and look at last month's closed tickets")
