@@ -27,7 +27,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from . import config, db, positions
 from .errors import KiviOtrsError
@@ -67,18 +66,6 @@ CROSS JOIN LATERAL (SELECT cu.customernumber FROM public.customer cu WHERE cu.id
 WHERE l.customer_number = ANY(%(numbers)s) AND l.period_start = %(first)s AND l.source = 'bill'
   AND l.state = 'billed' AND btrim(cu.customernumber) = l.customer_number
 ORDER BY l.customer_number, oe.id DESC
-"""
-ORDERS_SQL = """
-SELECT oe.id, oe.ordnumber, cu.id AS customer_db_id, btrim(cu.customernumber) AS customer_number,
-       cu.name AS customer_name, cu.hourly_rate,
-       EXISTS (SELECT 1 FROM public.periodic_invoices_configs p WHERE p.oe_id = oe.id AND p.active) AS periodic
-FROM public.oe oe JOIN public.customer cu ON cu.id = oe.customer_id
-WHERE oe.id = ANY(%(ids)s)
-"""
-PREFILLS_SQL = """
-SELECT DISTINCT ON (oi.trans_id) oi.trans_id, oi.parts_id FROM public.orderitems oi JOIN public.parts p ON p.id = oi.parts_id
-WHERE oi.trans_id = ANY(%(ids)s) AND oi.unit = ANY(%(units)s)
-ORDER BY oi.trans_id, oi.position, oi.id
 """
 # kivitendo's own numbering of sales orders: the number in defaults.sonumber, incremented with its
 # prefix and zero padding kept, skipping numbers in use, under the defaults row lock (as kivitendo does).
@@ -238,11 +225,6 @@ def next_sonumbers(conn: psycopg.Connection[Any], count: int) -> list[str]:
     if numbers:
         conn.execute(SONUMBER_SET_SQL, {"n": numbers[-1]})
     return numbers
-
-
-def next_sonumber(conn: psycopg.Connection[Any]) -> str:
-    """Take the next sales order number from kivitendo's number range (defaults.sonumber) and advance it."""
-    return next_sonumbers(conn, 1)[0]
 
 
 def _chunks(numbers: list[str], sizes: dict[str, int]) -> list[list[str]]:
@@ -457,16 +439,7 @@ def _existing_targets(conn: psycopg.Connection[Any], numbers: list[str], job: _J
     rest = [n for n in numbers if n not in orders]
     if rest:
         orders.update(conn.execute(MONTH_DRAFTS_SQL, {"numbers": rest, "first": job.first}).fetchall())
-    if not orders:
-        return {}
-    units = list(positions.unit_minutes(positions.units(conn)))
-    prefill = dict(conn.execute(PREFILLS_SQL, {"ids": list(orders.values()), "units": units}).fetchall())
-    targets = {}
-    for row in conn.cursor(row_factory=dict_row).execute(ORDERS_SQL, {"ids": list(orders.values())}):
-        targets[row["customer_number"]] = positions.Target(
-            row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"], row["id"],
-            row["ordnumber"], bool(row["periodic"]), prefill.get(row["id"]))
-    return targets
+    return {t.customer_number: t for t in positions.order_targets(conn, list(orders.values())).values()}
 
 
 def _bill_chunk(conn: psycopg.Connection[Any], chunk: list[tuple[Customer, list[Any]]], job: _Job) -> list[CustomerResult]:

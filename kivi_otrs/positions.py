@@ -31,12 +31,14 @@ from .render import Renderer, format_number
 MINUTE_UNIT = "min"
 MARKER_TEXT = re.compile(r"kivi-otrs:", re.IGNORECASE)
 
-ORDER_SQL = """
+# Orders and their prefill article (the first position in a time unit), for one button click or a
+# whole chunk of the monthly run.
+ORDERS_SQL = """
 SELECT oe.id, oe.ordnumber, oe.record_type::text AS record_type, oe.closed, cu.id AS customer_db_id,
        btrim(cu.customernumber) AS customer_number, cu.name AS customer_name, cu.hourly_rate,
        EXISTS (SELECT 1 FROM public.periodic_invoices_configs p WHERE p.oe_id = oe.id AND p.active) AS periodic
 FROM public.oe oe JOIN public.customer cu ON cu.id = oe.customer_id
-WHERE oe.id = %(id)s
+WHERE oe.id = ANY(%(ids)s)
 """
 CUSTOMER_SQL = """
 SELECT id AS customer_db_id, btrim(customernumber) AS customer_number, name AS customer_name, hourly_rate
@@ -44,10 +46,11 @@ FROM public.customer
 WHERE (%(id)s::int IS NOT NULL AND id = %(id)s) OR (%(number)s::text IS NOT NULL AND btrim(customernumber) = %(number)s)
 ORDER BY coalesce(obsolete, false), id
 """
-PREFILL_SQL = """
-SELECT oi.parts_id FROM public.orderitems oi JOIN public.parts p ON p.id = oi.parts_id
-WHERE oi.trans_id = %(id)s AND oi.unit = ANY(%(units)s)
-ORDER BY oi.position, oi.id LIMIT 1
+PREFILLS_SQL = """
+SELECT DISTINCT ON (oi.trans_id) oi.trans_id, oi.parts_id FROM public.orderitems oi
+JOIN public.parts p ON p.id = oi.parts_id
+WHERE oi.trans_id = ANY(%(ids)s) AND oi.unit = ANY(%(units)s)
+ORDER BY oi.trans_id, oi.position, oi.id
 """
 UNITS_SQL = "SELECT name, base_unit, factor FROM public.units"
 PARTS_SQL = """
@@ -214,9 +217,8 @@ def round_minutes(minutes: Decimal, increment: Decimal, mode: str, minimum: Deci
 def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, customer_db_id: int | None = None,
                 customer_number: str | None = None) -> Target:
     """The order (must be a sales order) or the customer to bill."""
-    cur = conn.cursor(row_factory=dict_row)
     if order_id is not None:
-        row = cur.execute(ORDER_SQL, {"id": order_id}).fetchone()
+        row = _orders(conn, [order_id]).get(order_id)
         if row is None:
             raise BillingError(f"order {order_id} not found or has no customer; save the order first")
         if row["record_type"] != "sales_order":
@@ -225,10 +227,8 @@ def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, cust
             raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
         if row["closed"]:
             raise BillingError(f"order {row['ordnumber']} is closed; open a new order for the tickets")
-        minutes = unit_minutes(units(conn))
-        prefill = cur.execute(PREFILL_SQL, {"id": order_id, "units": list(minutes)}).fetchone()
-        return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"],
-                      row["id"], row["ordnumber"], bool(row["periodic"]), prefill["parts_id"] if prefill else None)
+        return _order_target(row)
+    cur = conn.cursor(row_factory=dict_row)
     rows = cur.execute(CUSTOMER_SQL, {"id": customer_db_id, "number": customer_number}).fetchall()
     if not rows:
         raise BillingError(f"customer {customer_number or customer_db_id} not found in kivitendo")
@@ -236,6 +236,26 @@ def load_target(conn: psycopg.Connection[Any], order_id: int | None = None, cust
     if not row["customer_number"]:
         raise BillingError(f"customer {row['customer_name']} has no customer number; give it one in kivitendo")
     return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"])
+
+
+def order_targets(conn: psycopg.Connection[Any], order_ids: list[int]) -> dict[int, Target]:
+    """Targets for orders already known to be open sales orders of a customer with a number (the run)."""
+    return {oe_id: _order_target(row) for oe_id, row in _orders(conn, order_ids).items()}
+
+
+def _orders(conn: psycopg.Connection[Any], order_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The orders with their customer and ``prefill_parts_id`` (two statements however many orders)."""
+    if not order_ids:
+        return {}
+    minutes = unit_minutes(units(conn))
+    prefill = dict(conn.execute(PREFILLS_SQL, {"ids": order_ids, "units": list(minutes)}).fetchall())
+    rows = conn.cursor(row_factory=dict_row).execute(ORDERS_SQL, {"ids": order_ids}).fetchall()
+    return {row["id"]: {**row, "prefill_parts_id": prefill.get(row["id"])} for row in rows}
+
+
+def _order_target(row: dict[str, Any]) -> Target:
+    return Target(row["customer_db_id"], row["customer_number"], row["customer_name"], row["hourly_rate"],
+                  row["id"], row["ordnumber"], bool(row["periodic"]), row["prefill_parts_id"])
 
 
 def units(conn: psycopg.Connection[Any]) -> dict[str, tuple[str | None, Decimal | None]]:
