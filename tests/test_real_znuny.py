@@ -13,11 +13,13 @@ portal login with a password set by ``kivi-otrs portal set``; the Znuny must loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,29 @@ def _search(tree: Path, tmp_path: Path, params: dict[str, Any], name: str, login
 OWNER_DSN = os.environ.get("KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN", "")
 
 
+@contextlib.contextmanager
+def flagged_contact(conn: psycopg.Connection[Any], givenname: str, name: str, login: str) -> Iterator[tuple[int, int]]:
+    """A contact of the first customer with a number, flagged "may report tickets"; removed afterwards.
+    Yields (cp_id, the flag's config id)."""
+    customer = conn.execute("SELECT id FROM public.customer WHERE NOT coalesce(obsolete, false) "
+                            "AND btrim(coalesce(customernumber, '')) <> '' ORDER BY id LIMIT 1").fetchone()
+    flag_id = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
+    if customer is None or flag_id is None:
+        pytest.skip("no non-obsolete customer with a number, or kivi-otrs not installed, in the kivitendo database")
+    cp_id = conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) VALUES (%s, %s, %s) "
+                         "RETURNING cp_id", (givenname, name, login)).fetchone()[0]  # type: ignore[index]
+    try:
+        conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id, main) VALUES (%s, %s, false)",
+                     (customer[0], cp_id))
+        conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
+                     "VALUES (%s, %s, true, '')", (flag_id[0], cp_id))
+        yield cp_id, flag_id[0]
+    finally:
+        conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id = %s", (flag_id[0], cp_id))
+        conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
+        conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
+
+
 def _portal_login(login: str, password: str) -> bool:
     """Log in through the real customer.pl login form; True when Znuny opens a customer session."""
     import requests
@@ -218,19 +243,9 @@ def test_portal_login_works_for_a_flagged_contact_and_is_refused_without_the_fla
 
     login = f"kivi-otrs-portal-{secrets.token_hex(4)}@example.org"
     password = f"Portal-{secrets.token_urlsafe(12)}"
-    with psycopg.connect(OWNER_DSN, autocommit=True) as conn:
-        customer = conn.execute("SELECT id FROM public.customer WHERE NOT coalesce(obsolete, false) "
-                                "AND btrim(coalesce(customernumber, '')) <> '' ORDER BY id LIMIT 1").fetchone()
-        flag_id = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
-        if customer is None or flag_id is None:
-            pytest.skip("no non-obsolete customer with a number, or kivi-otrs not installed, in the kivitendo database")
-        cp_id = conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) "
-                             "VALUES ('Portal', 'Probe', %s) RETURNING cp_id", (login,)).fetchone()[0]  # type: ignore[index]
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn, \
+            flagged_contact(conn, "Portal", "Probe", login) as (cp_id, flag_id):
         try:
-            conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id, main) VALUES (%s, %s, false)",
-                         (customer[0], cp_id))
-            conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
-                         "VALUES (%s, %s, true, '')", (flag_id[0], cp_id))
             result = subprocess.run([sys.executable, "-m", "kivi_otrs", "portal", "set", login, "--password-stdin"],
                                     input=password + "\n", capture_output=True, text=True, timeout=120,
                                     env={**os.environ, "KIVI_OTRS_DSN": OWNER_DSN})
@@ -238,13 +253,9 @@ def test_portal_login_works_for_a_flagged_contact_and_is_refused_without_the_fla
             assert _portal_login(login, password), "Znuny refused a flagged contact with the password just set"
             assert not _portal_login(login, password + "x")
             conn.execute("UPDATE public.custom_variables SET bool_value = false WHERE config_id = %s AND trans_id = %s",
-                         (flag_id[0], cp_id))
+                         (flag_id, cp_id))
             assert not _portal_login(login, password), "Znuny let a contact without the flag log in"
         finally:
-            conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id = %s",
-                         (flag_id[0], cp_id))
-            conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
-            conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
             conn.execute("DELETE FROM kivi_otrs.portal_password WHERE login = %s", (login,))
 
 
@@ -280,31 +291,15 @@ def test_a_contact_saved_with_a_new_name_is_found_by_it_in_znuny() -> None:
     letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
     old, new = f"Quokka{letters}", f"Wombat{letters}"
     login = f"kivi-otrs-rename-{letters}@example.org"
-    with psycopg.connect(OWNER_DSN, autocommit=True) as conn:
-        customer = conn.execute("SELECT id FROM public.customer WHERE NOT coalesce(obsolete, false) "
-                                "AND btrim(coalesce(customernumber, '')) <> '' ORDER BY id LIMIT 1").fetchone()
-        flag_id = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()
-        if customer is None or flag_id is None:
-            pytest.skip("no non-obsolete customer with a number, or kivi-otrs not installed")
-        cp_id = conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) VALUES ('Rename', %s, %s) "
-                             "RETURNING cp_id", (old, login)).fetchone()[0]  # type: ignore[index]
-        try:
-            conn.execute("INSERT INTO public.customer_contacts (customer_id, contact_id, main) VALUES (%s, %s, false)",
-                         (customer[0], cp_id))
-            conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
-                         "VALUES (%s, %s, true, '')", (flag_id[0], cp_id))
-            params = conninfo.conninfo_to_dict(KIVI_DSN)
-            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
-                assert login in _search(tree, Path(tmp), params, old, login)[f"{old[:4]}*"]
-            conn.execute("UPDATE public.contacts SET cp_name = %s, mtime = now() WHERE cp_id = %s", (new, cp_id))
-            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
-                found_new = _search(tree, Path(tmp), params, new, login)
-            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
-                found_old = _search(tree, Path(tmp), params, old, login)
-            assert login in found_new[new.upper()], found_new
-            assert login not in found_old[old.upper()], found_old
-        finally:
-            conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id = %s",
-                         (flag_id[0], cp_id))
-            conn.execute("DELETE FROM public.customer_contacts WHERE contact_id = %s", (cp_id,))
-            conn.execute("DELETE FROM public.contacts WHERE cp_id = %s", (cp_id,))
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn, \
+            flagged_contact(conn, "Rename", old, login) as (cp_id, _flag):
+        params = conninfo.conninfo_to_dict(KIVI_DSN)
+        with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+            assert login in _search(tree, Path(tmp), params, old, login)[f"{old[:4]}*"]
+        conn.execute("UPDATE public.contacts SET cp_name = %s, mtime = now() WHERE cp_id = %s", (new, cp_id))
+        with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+            found_new = _search(tree, Path(tmp), params, new, login)
+        with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+            found_old = _search(tree, Path(tmp), params, old, login)
+        assert login in found_new[new.upper()], found_new
+        assert login not in found_old[old.upper()], found_old
