@@ -9,11 +9,11 @@
 --  * rows that did not change are left alone and changed ones are updated in place: a
 --    contact save that keeps login, search text and validity is a HOT update (fillfactor
 --    70, migration 0006) and touches none of the mirror's indexes;
---  * up to 50 logins run the statement as static SQL with a generic plan that plpgsql
---    keeps for the session (plan_cache_mode below): index lookups for a few ids, planned
---    once instead of about 1 ms of planning the inlined row function on every save. More
---    logins (bulk statements) are planned with the actual ids (EXECUTE), so the planner
---    can choose hash joins and sequential scans.
+--  * the statement is static SQL: up to 50 logins use a generic plan that plpgsql keeps
+--    for the session (plan_cache_mode below): index lookups for a few ids, planned once
+--    instead of about 1 ms of planning the inlined row function on every save. More logins
+--    (bulk statements) switch to force_custom_plan, so the same statement is planned with
+--    the actual ids and the planner can choose hash joins and sequential scans.
 CREATE OR REPLACE FUNCTION kivi_otrs.refresh_logins(p_logins text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -37,48 +37,30 @@ BEGIN
         IF cardinality(v_logins) = 0 THEN
             RETURN;
         END IF;
-        v_contacts := ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (v_logins));
-        WITH fresh AS (SELECT * FROM kivi_otrs.customer_user_rows(v_contacts)),
-        gone AS (
-            DELETE FROM kivi_otrs.customer_user c
-            WHERE c.login = ANY (v_logins) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.login = c.login))
-        INSERT INTO kivi_otrs.customer_user AS c SELECT * FROM fresh
-        ON CONFLICT (login) DO UPDATE SET
-            (cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender,
-             department, position, cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city,
-             country, phone, fax, homepage, gln, cp_valid_id, create_time, change_time, search_text,
-             cp_id, customer_db_id, contact_ids) =
-            (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_title,
-             EXCLUDED.cp_givenname, EXCLUDED.cp_name, EXCLUDED.gender, EXCLUDED.department,
-             EXCLUDED.position, EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax,
-             EXCLUDED.name, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
-             EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.cp_valid_id,
-             EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id,
-             EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
-        WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
-        RETURN;
+    ELSE
+        v_logins := p_logins;
+        -- a bulk statement: planned for its actual ids (restored when the function returns)
+        SET LOCAL plan_cache_mode = force_custom_plan;
     END IF;
-    EXECUTE $q$
-        WITH fresh AS (SELECT * FROM kivi_otrs.customer_user_rows($1)),
-        gone AS (
-            DELETE FROM kivi_otrs.customer_user c
-            WHERE c.login = ANY ($2) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.login = c.login))
-        INSERT INTO kivi_otrs.customer_user AS c SELECT * FROM fresh
-        ON CONFLICT (login) DO UPDATE SET
-            (cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender,
-             department, position, cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city,
-             country, phone, fax, homepage, gln, cp_valid_id, create_time, change_time, search_text,
-             cp_id, customer_db_id, contact_ids) =
-            (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_title,
-             EXCLUDED.cp_givenname, EXCLUDED.cp_name, EXCLUDED.gender, EXCLUDED.department,
-             EXCLUDED.position, EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax,
-             EXCLUDED.name, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
-             EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.cp_valid_id,
-             EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id,
-             EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
-        WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*)
-    $q$
-    USING ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (p_logins)), p_logins;
+    v_contacts := ARRAY(SELECT cp_id FROM kivi_otrs.contact_login WHERE login = ANY (v_logins));
+    WITH fresh AS (SELECT * FROM kivi_otrs.customer_user_rows(v_contacts)),
+    gone AS (
+        DELETE FROM kivi_otrs.customer_user c
+        WHERE c.login = ANY (v_logins) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.login = c.login))
+    INSERT INTO kivi_otrs.customer_user AS c SELECT * FROM fresh
+    ON CONFLICT (login) DO UPDATE SET
+        (cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender,
+         department, position, cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city,
+         country, phone, fax, homepage, gln, cp_valid_id, create_time, change_time, search_text,
+         cp_id, customer_db_id, contact_ids) =
+        (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_title,
+         EXCLUDED.cp_givenname, EXCLUDED.cp_name, EXCLUDED.gender, EXCLUDED.department,
+         EXCLUDED.position, EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax,
+         EXCLUDED.name, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
+         EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.cp_valid_id,
+         EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id,
+         EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
+    WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
 END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.refresh_logins(text[]) IS 'Recompute the OTRS customer users with these logins';
