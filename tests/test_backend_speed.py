@@ -226,3 +226,24 @@ def test_one_statement_mixing_direct_and_recomputed_rows_equals_a_fresh_computat
     )
     assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
     assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+
+
+def test_the_could_it_get_a_customer_user_test_probes_indexes_instead_of_hashing_every_login(
+        conn: psycopg.Connection[Any]) -> None:
+    """refresh_logins' first test ("has a customer user, or a linked contact?") stays index probes per login in its
+    cached generic plan; a hashed subplan joined all of contact_login and contact_link on every contact INSERT
+    (about 100 ms each at 100,000 contacts)."""
+    conn.execute("LOAD 'auto_explain'")
+    for setting in ("auto_explain.log_min_duration = 0", "auto_explain.log_nested_statements = on",
+                    "auto_explain.log_level = notice", "client_min_messages = notice",
+                    "enable_seqscan = off"):  # the fixture's tables are tiny; what counts is that an index is usable
+        conn.execute(f"SET {setting}")
+    plans: list[str] = []
+    conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    for i in range(8):  # past plpgsql's first executions, on the plan it keeps
+        conn.execute("INSERT INTO public.contacts (cp_givenname, cp_name, cp_email) VALUES ('Neu', %s, %s)",
+                     (f"Kontakt {i}", f"neu{i}@example.org"))
+    tests = [p for p in plans if "FROM unnest(p_logins) l" in p]
+    assert len(tests) >= 8, plans[:3]  # at least once per INSERT
+    assert not [p for p in tests if "hashed SubPlan" in p], tests[-1]
+    assert "contact_login_login_idx" in tests[-1], tests[-1]
