@@ -25,6 +25,17 @@ from kivi_otrs.otrs_double import OtrsDouble
 from kivi_otrs.sandbox import LocalCluster
 
 TEMPLATE = "kivi_otrs_template"
+# kivi.KiviOtrs.position_fields (kivitendo/public/js/kivi.KiviOtrs.js): the fields of one position the
+# button posts to kivitendo's add_multi_items after parts_id, in this order.
+POSITION_FIELDS = (
+    "qty_as_number",
+    "description",
+    "longdescription",
+    "unit",
+    "sellprice_as_number",
+    "discount_as_percent",
+    "recurring_billing_mode",
+)
 _counter = itertools.count()
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import POSITION_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 KIVI = ROOT / "kivitendo"
@@ -197,19 +198,10 @@ def run_js(
 
 
 def expected_form_data(positions: list[dict[str, Any]]) -> list[dict[str, str]]:
-    fields = [
-        "qty_as_number",
-        "description",
-        "longdescription",
-        "unit",
-        "sellprice_as_number",
-        "discount_as_percent",
-        "recurring_billing_mode",
-    ]
     data = []
     for position in positions:
         data.append({"name": "add_items[+].parts_id", "value": str(position["parts_id"])})
-        data.extend({"name": f"add_items[].{key}", "value": str(position[key])} for key in fields if key in position)
+        data.extend({"name": f"add_items[].{key}", "value": str(position[key])} for key in POSITION_FIELDS if key in position)
     return data
 
 

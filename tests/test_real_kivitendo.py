@@ -40,6 +40,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import POSITION_FIELDS
 
 _REQUIRED = (
     "KIVI_OTRS_KIVITENDO_URL",
@@ -73,16 +74,6 @@ BUTTON = "#kivi_otrs_get_tickets"
 ROW_PARTS = "[name='order.orderitems[].parts_id']"
 ROW_LONGDESCRIPTION = "[name='order.orderitems[].longdescription']"
 TIMEOUT_MS = 60_000
-# kivi.KiviOtrs.position_fields: the fields of one position posted after parts_id.
-POSITION_FIELDS = (
-    "qty_as_number",
-    "description",
-    "longdescription",
-    "unit",
-    "sellprice_as_number",
-    "discount_as_percent",
-    "recurring_billing_mode",
-)
 
 # The button's summary in the user's language (kivitendo/public/js/kivi.KiviOtrs.js).
 TEXTS = {
