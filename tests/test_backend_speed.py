@@ -21,24 +21,18 @@ FRESH_COMPANIES_DIFF = (
 )
 
 
+def explain(conn: psycopg.Connection[Any], sql: str) -> str:
+    return "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN {sql}"))
+
+
 def test_znuny_search_uses_the_trigram_index_of_valid_users(conn: psycopg.Connection[Any]) -> None:
     """Znuny's `cp_valid_id IN (1)` implies the partial index's predicate, so the valid-only index serves it."""
     conn.execute("SET enable_seqscan = off")
-    plan = "\n".join(
-        r[0]
-        for r in conn.execute(
-            f"EXPLAIN SELECT login FROM {USERS} WHERE (LOWER(search_text) LIKE LOWER('%Meyer%')) "
-            "AND (LOWER(search_text) LIKE LOWER('%anna%')) AND cp_valid_id IN (1) LIMIT 250"
-        )
-    )
+    plan = explain(conn, f"SELECT login FROM {USERS} WHERE (LOWER(search_text) LIKE LOWER('%Meyer%')) "
+                         "AND (LOWER(search_text) LIKE LOWER('%anna%')) AND cp_valid_id IN (1) LIMIT 250")
     assert "customer_user_valid_search_trgm_idx" in plan, plan
-    plan = "\n".join(
-        r[0]
-        for r in conn.execute(
-            f"EXPLAIN SELECT customer_id FROM {COMPANIES} WHERE (LOWER(search_text) LIKE LOWER('%Bäckerei%')) "
-            "AND valid_id IN (1) LIMIT 250"
-        )
-    )
+    plan = explain(conn, f"SELECT customer_id FROM {COMPANIES} WHERE (LOWER(search_text) LIKE LOWER('%Bäckerei%')) "
+                         "AND valid_id IN (1) LIMIT 250")
     assert "customer_company_valid_search_trgm_idx" in plan, plan
 
 
@@ -187,7 +181,7 @@ def test_the_row_function_for_a_few_ids_keeps_index_lookups_in_a_generic_plan(co
     conn.execute("SET plan_cache_mode = force_generic_plan")
     conn.execute("SET enable_seqscan = off")  # the fixture's tables are tiny; what counts is that an index is usable
     conn.execute("PREPARE rows_of(integer[]) AS SELECT * FROM kivi_otrs.customer_user_rows($1)")
-    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE rows_of(ARRAY[9101])"))
+    plan = explain(conn, "EXECUTE rows_of(ARRAY[9101])")
     assert "Index Cond: (cp_id = ANY (COALESCE(" in plan, plan
     assert "Seq Scan on contacts" not in plan, plan
     assert conn.execute("SELECT count(*) FROM kivi_otrs.customer_user_rows(ARRAY[9101, 9107])").fetchone() == (1,)
