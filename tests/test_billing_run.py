@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
+import os
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg import conninfo, sql
 from ticketdata import TicketData
 
 from kivi_otrs import billing_run, config
+from kivi_otrs.cli import main
+from kivi_otrs.errors import KiviOtrsError
+from kivi_otrs.otrs_double import OtrsDouble
 
 OCT_FROM, OCT_TO = date(2026, 10, 1), date(2026, 10, 31)
 
@@ -328,3 +334,65 @@ def test_a_streamed_month_is_spooled_batch_by_batch_and_billed_with_its_skipped_
     assert conn.execute("SELECT count(*) FROM kivi_otrs.ledger WHERE otrs_data->>'Title' LIKE 'Stream %%'"
                         ).fetchone() == (30,)
 
+
+def written(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    """What a billing run writes: orders, their rows, kivitendo's number range, ledger, audit, write-back queue."""
+    row = conn.execute("SELECT (SELECT count(*) FROM public.oe), (SELECT count(*) FROM public.orderitems), "
+                       "(SELECT sonumber FROM public.defaults), (SELECT count(*) FROM kivi_otrs.ledger), "
+                       "(SELECT count(*) FROM kivi_otrs.audit), (SELECT count(*) FROM kivi_otrs.writeback)").fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_role_without_temporary_gets_one_line_naming_the_grant_and_nothing_is_written(
+        conn: psycopg.Connection[Any], migrated_dsn: str, otrs: OtrsDouble, capsys: Any) -> None:
+    """bill spools the month into a temporary table: a role that may do everything else but whose TEMPORARY an
+    admin revoked (from PUBLIC) gets one line naming the grant, from the run and from the CLI, without a password,
+    before OTRS is asked and with nothing written; granted TEMPORARY, the same role bills the month."""
+    role, password = f"kivi_bill_no_temp_{os.getpid()}", "Bill-Role-Secret-77"
+    database = conn.info.dbname
+    on_db = {"r": sql.Identifier(role), "db": sql.Identifier(database)}
+    otrs.add_ticket(2, "Drucker druckt nicht", "KIVI-1001", 135, datetime(2026, 10, 3, 9, 30, tzinfo=UTC))
+    otrs.add_ticket(3, "VPN Zugang", "KIVI-1001", 20, datetime(2026, 10, 4, 9, 30, tzinfo=UTC))
+    otrs.add_ticket(4, "Rechnungsexport", "KIVI-1002", 30, datetime(2026, 10, 5, 9, 30, tzinfo=UTC))
+    configure(conn, **{"otrs.base_url": otrs.base_url, "otrs.user": otrs.user, "otrs.password": otrs.password})
+    conn.execute(sql.SQL("CREATE ROLE {r} LOGIN PASSWORD {pw}").format(r=sql.Identifier(role), pw=sql.Literal(password)))
+    try:
+        for schema in ("public", "kivi_otrs"):  # all kivi-otrs and kivitendo data, but no superuser, no membership
+            names = {"s": sql.Identifier(schema), "r": sql.Identifier(role)}
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {r}").format(**names))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}").format(**names))
+            conn.execute(sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {r}").format(**names))
+            conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {r}").format(**names))
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC").format(**on_db))
+        assert conn.execute("SELECT rolsuper, has_database_privilege(%(r)s, current_database(), 'TEMPORARY') "
+                            "FROM pg_roles WHERE rolname = %(r)s", {"r": role}).fetchone() == (False, False)
+        role_dsn = conninfo.make_conninfo(migrated_dsn, user=role, password=password)
+        before = written(conn)
+
+        with pytest.raises(KiviOtrsError) as refused:
+            billing_run.run(role_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron")
+        message = str(refused.value)
+        assert len(message.splitlines()) == 1
+        assert "temporary table" in message and "GRANT TEMPORARY ON DATABASE" in message
+        assert password not in message
+        with pytest.raises(SystemExit) as exited:
+            main(["bill", "--dsn", role_dsn, "--from", "2026-10-01", "--to", "2026-10-31"])
+        out, err = capsys.readouterr()
+        assert exited.value.code == 1
+        assert (out, err) == ("", f"Error: {message}\n")
+        assert password not in out + err
+        assert written(conn) == before
+        assert not otrs.calls  # refused before the month was asked of OTRS
+
+        conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {db} TO {r}").format(**on_db))
+        summary = billing_run.run(role_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron")
+        assert {c.customer_number: (c.status, c.positions) for c in summary.customers} == {
+            "KIVI-1001": ("billed", 2), "KIVI-1002": ("billed", 1)}
+        assert written(conn) == (before[0] + 2, before[1] + 3, "AB-1001", before[3] + 3, before[4] + 2, before[5])
+        assert conn.execute("SELECT has_database_privilege('public', current_database(), 'TEMPORARY')"
+                            ).fetchone() == (False,)  # the role's own grant did it
+    finally:
+        conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {db} TO PUBLIC").format(**on_db))
+        conn.execute(sql.SQL("DROP OWNED BY {r}").format(**on_db))
+        conn.execute(sql.SQL("DROP ROLE {r}").format(**on_db))
