@@ -356,9 +356,12 @@ class _Spool:
             conn.execute(SPOOL_SQL)
         except psycopg.errors.InsufficientPrivilege:
             conn.rollback()
+            names = conn.execute(
+                "SELECT format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), current_user)"
+            ).fetchone()
+            conn.rollback()
             raise KiviOtrsError("kivi-otrs bill keeps the month's tickets in a temporary table, and this database "
-                                "role may not create one; GRANT TEMPORARY ON DATABASE <kivitendo database> TO "
-                                "<role>") from None
+                                f"role may not create one; {names[0] if names else 'GRANT TEMPORARY'}") from None
         conn.execute("TRUNCATE kivi_otrs_run_tickets")
         conn.commit()
 

@@ -374,7 +374,8 @@ def test_a_role_without_temporary_gets_one_line_naming_the_grant_and_nothing_is_
             billing_run.run(role_dsn, date_from=OCT_FROM, date_to=OCT_TO, user="cron")
         message = str(refused.value)
         assert len(message.splitlines()) == 1
-        assert "temporary table" in message and "GRANT TEMPORARY ON DATABASE" in message
+        dbname = conn.execute("SELECT current_database()").fetchone()[0]
+        assert "temporary table" in message and f"GRANT TEMPORARY ON DATABASE {dbname} TO {role}" in message
         assert password not in message
         with pytest.raises(SystemExit) as exited:
             main(["bill", "--dsn", role_dsn, "--from", "2026-10-01", "--to", "2026-10-31"])
