@@ -109,6 +109,22 @@ def refresh_cmd(dsn: str | None) -> None:
     click.echo("Customer backend rebuilt from kivitendo.")
 
 
+@cli.command("reindex")
+@DSN_OPTION
+@click.option("--wait", default=migrate.REINDEX_WAIT, show_default=True,
+              help="How long to wait for older transactions before giving up (PostgreSQL interval).")
+def reindex_cmd(dsn: str | None, wait: str) -> None:
+    """Rebuild the customer backend's search (trigram) indexes without blocking kivitendo or OTRS.
+
+    Searches slow down as the indexes take many changes (a mass change of the flag, a large
+    import); run this after such changes, or weekly from cron. migrate and refresh run it.
+
+    Example: kivi-otrs reindex --dsn postgresql://kivitendo@localhost/firma
+    """
+    rebuilt = migrate.reindex(db.resolve_dsn(dsn), wait)
+    click.echo(f"Rebuilt {len(rebuilt)} search index(es): {', '.join(rebuilt)}." if rebuilt else "No search indexes found.")
+
+
 @cli.group("views")
 def views_group() -> None:
     """Remove or reinstall the views, functions and sync triggers (data and settings stay).

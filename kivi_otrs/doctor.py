@@ -62,6 +62,8 @@ GROUP BY c.relname
 VIEWS_SQL = "SELECT table_name FROM information_schema.views WHERE table_schema = 'kivi_otrs'"
 STATE_SQL = "SELECT key, value FROM kivi_otrs.install_state"
 SYNC_SQL = "SELECT stale, last_error, last_error_at FROM kivi_otrs.sync_state"
+# Trigram indexes grown well beyond their freshly built size per row answer searches several times slower.
+INDEX_GROWTH = 1.3
 ROLE_SQL = "SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %(role)s"
 ROLE_PUBLIC_READ_SQL = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -196,6 +198,17 @@ def _installation(conn: psycopg.Connection[Any], out: list[Finding]) -> dict[str
     if stale:
         out.append(Finding("error", "sync", f"the customer backend is stale since {at:%Y-%m-%d %H:%M}: {last_error}",
                            "fix the cause (see schema drift below), then run kivi-otrs refresh"))
+    built = {k.removeprefix(migrate.SEARCH_INDEX_KEY): float(v) for k, v in state.items()
+             if k.startswith(migrate.SEARCH_INDEX_KEY)}
+    grown = [(name, per_row / built[name]) for name, per_row in migrate.search_index_sizes(conn)
+             if name in built and per_row > INDEX_GROWTH * built[name]]
+    if grown:
+        out.append(Finding("warning", "search-index",
+                           "search indexes of the customer backend have grown well beyond their freshly built size "
+                           "(many changes since they were built); OTRS customer searches get several times slower",
+                           "run kivi-otrs reindex (does not block kivitendo or OTRS)",
+                           [f"kivi_otrs.{name}: {ratio:.1f}x its size per row when built" for name, ratio in grown],
+                           len(grown)))
     role = state.get("reader_role", "")
     role_row = _rows(conn, ROLE_SQL, {"role": role})
     if not role_row:

@@ -244,6 +244,7 @@ def migrate(dsn: str, options: InstallOptions | None = None) -> list[str]:
                     apply_repeatable(conn)
             except psycopg.Error as exc:
                 raise _map_db_error("installing views and triggers", exc) from None
+        _rebuild_search_indexes(dsn)
         return [m.id for m in pending]
 
 
@@ -257,6 +258,7 @@ def install_views(dsn: str) -> None:
                     apply_repeatable(conn)
             except psycopg.Error as exc:
                 raise _map_db_error("views install", exc) from None
+        _rebuild_search_indexes(dsn)
 
 
 def drop_views(dsn: str) -> None:
@@ -280,6 +282,107 @@ def refresh(dsn: str) -> None:
                 conn.execute("SELECT kivi_otrs.refresh_all()")
         except psycopg.Error as exc:
             raise _map_db_error("refresh", exc) from None
+    _rebuild_search_indexes(dsn)
+
+
+# The mirror's trigram (GIN) indexes, and what an interrupted REINDEX CONCURRENTLY leaves behind.
+SEARCH_INDEXES_SQL = """
+SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND am.amname = 'gin' AND i.indisvalid ORDER BY c.relname
+"""
+LEFTOVER_INDEXES_SQL = """
+SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
+"""
+# Each trigram index with its table and partial-index predicate, to size it per indexed row.
+SEARCH_INDEX_SIZES_SQL = """
+SELECT c.relname, i.indrelid::regclass::text, pg_get_expr(i.indpred, i.indrelid), pg_relation_size(c.oid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND am.amname = 'gin' AND i.indisvalid ORDER BY c.relname
+"""
+SEARCH_INDEX_KEY = "search_index_bytes_per_row:"
+INDEX_SIZE_MIN_ROWS = 1000  # below this an index is a few pages and its size says nothing
+REINDEX_WAIT = "60s"
+AFTER_BUILD_WAIT = "10s"  # migrate/refresh do not hang on a long transaction: they say to run reindex later
+
+
+def reindex(dsn: str, wait: str = REINDEX_WAIT) -> list[str]:
+    """Rebuild the mirror's trigram indexes with REINDEX CONCURRENTLY; returns the indexes rebuilt.
+
+    GIN indexes filled row by row (a full rebuild of the mirror, a mass change of the flag, a
+    large import) answer searches far slower than freshly built ones (measured at 1M contacts:
+    a rare e-mail search 100 ms against 8-11 ms); VACUUM does not repair that, a rebuild does.
+    CONCURRENTLY blocks neither kivitendo's writes nor OTRS's searches. It waits for
+    transactions older than itself; after ``wait`` it gives up with a one-line error and
+    leaves the old index in place.
+    """
+    with install_lock(dsn):
+        return _reindex(dsn, wait)
+
+
+def _reindex(dsn: str, wait: str) -> list[str]:
+    with db.connect(dsn, autocommit=True) as conn:
+        _require_installed(conn)
+        done: list[str] = []
+        name = ""
+        try:
+            for (leftover,) in conn.execute(LEFTOVER_INDEXES_SQL).fetchall():
+                conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, leftover)))
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait)))
+            for (name,) in conn.execute(SEARCH_INDEXES_SQL).fetchall():
+                conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(SCHEMA, name)))
+                done.append(name)
+            conn.execute("RESET lock_timeout")
+            _record_index_sizes(conn)
+        except psycopg.errors.LockNotAvailable:
+            _drop_leftovers(conn)
+            raise MigrationError(
+                f"reindex of kivi_otrs.{name} gave up after waiting {wait} for older transactions (a long "
+                f"transaction or an idle session in a transaction holds it); rebuilt so far: "
+                f"{', '.join(done) or 'none'}; run kivi-otrs reindex again later"
+            ) from None
+        except psycopg.Error as exc:
+            _drop_leftovers(conn)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            what = f"reindex of kivi_otrs.{name}" if name else "reindex"
+            raise MigrationError(f"{what} failed: {db.redact(text)}; the old indexes stay in use; rebuilt so far: "
+                                 f"{', '.join(done) or 'none'}") from None
+        return done
+
+
+def search_index_sizes(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
+    """(index, bytes per indexed row) of the mirror's trigram indexes that cover enough rows to judge."""
+    sizes = []
+    for name, table, predicate, size in conn.execute(SEARCH_INDEX_SIZES_SQL).fetchall():
+        where = sql.SQL(" WHERE {}").format(sql.SQL(predicate)) if predicate else sql.SQL("")  # our own index's
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)) + where).fetchone()[0]  # type: ignore[index]
+        if rows >= INDEX_SIZE_MIN_ROWS:
+            sizes.append((name, size / rows))
+    return sizes
+
+
+def _record_index_sizes(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        conn.execute("DELETE FROM kivi_otrs.install_state WHERE key LIKE %(k)s", {"k": SEARCH_INDEX_KEY + "%"})
+        for name, per_row in search_index_sizes(conn):
+            conn.execute("INSERT INTO kivi_otrs.install_state (key, value) VALUES (%(k)s, %(v)s)",
+                         {"k": SEARCH_INDEX_KEY + name, "v": f"{per_row:.2f}"})
+
+def _rebuild_search_indexes(dsn: str) -> None:
+    """After a full build of the mirror: fresh trigram indexes, or a note saying how to get them."""
+    try:
+        _reindex(dsn, AFTER_BUILD_WAIT)
+    except MigrationError as exc:
+        log.warning("kivi-otrs: the customer backend is complete, but its search indexes were not rebuilt: %s", exc)
+
+
+def _drop_leftovers(conn: psycopg.Connection[Any]) -> None:
+    """Drop what the interrupted REINDEX CONCURRENTLY built (under the same lock_timeout)."""
+    try:
+        for (leftover,) in conn.execute(LEFTOVER_INDEXES_SQL).fetchall():
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, leftover)))
+    except psycopg.Error:
+        pass  # still waiting on the same transaction: the next reindex, migrate or refresh drops them first
 
 
 def _require_installed(conn: psycopg.Connection[Any]) -> None:

@@ -303,3 +303,29 @@ def test_a_contact_saved_with_a_new_name_is_found_by_it_in_znuny() -> None:
             found_old = _search(tree, Path(tmp), params, old, login)
         assert login in found_new[new.upper()], found_new
         assert login not in found_old[old.upper()], found_old
+
+
+def test_znuny_finds_contacts_through_the_rebuilt_search_indexes() -> None:
+    """kivi-otrs reindex swaps every trigram index for a fresh one; Znuny's own CustomerUser::DB, logged in as
+    the read role, finds a flagged contact by its capitalised name through them."""
+    tree = need_tree()
+    if not (KIVI_DSN and OWNER_DSN):
+        pytest.skip("set KIVI_OTRS_ZNUNY_KIVI_DSN and KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN")
+    import secrets
+    import string
+
+    from kivi_otrs import migrate
+
+    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    name, login = f"Reindex{letters}", f"kivi-otrs-reindex-{letters}@example.org"
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn, flagged_contact(conn, "Index", name, login):
+        files = "SELECT relname, relfilenode FROM pg_class WHERE relnamespace = 'kivi_otrs'::regnamespace AND relam = " \
+                "(SELECT oid FROM pg_am WHERE amname = 'gin') ORDER BY 1"
+        before = conn.execute(files).fetchall()
+        rebuilt = migrate.reindex(OWNER_DSN)
+        after = conn.execute(files).fetchall()
+        assert sorted(rebuilt) == [r[0] for r in before] and all(a[1] != b[1] for a, b in zip(after, before, strict=True))
+        params = conninfo.conninfo_to_dict(KIVI_DSN)
+        with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+            found = _search(tree, Path(tmp), params, name, login)
+        assert login in found[name.upper()] and login in found[f"{name[:4]}*"], found
