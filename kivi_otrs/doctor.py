@@ -198,6 +198,12 @@ def _installation(conn: psycopg.Connection[Any], out: list[Finding]) -> dict[str
     if stale:
         out.append(Finding("error", "sync", f"the customer backend is stale since {at:%Y-%m-%d %H:%M}: {last_error}",
                            "fix the cause (see schema drift below), then run kivi-otrs refresh"))
+    leftovers = [r[0] for r in _rows(conn, migrate.LEFTOVER_INDEXES_SQL)]
+    if leftovers:
+        out.append(Finding("warning", "search-index",
+                           "an interrupted kivi-otrs reindex left a half-built index: it is never read but every "
+                           "kivitendo save still writes to it", "run kivi-otrs reindex (drops it first)",
+                           [f"kivi_otrs.{name}" for name in leftovers], len(leftovers)))
     built = {k.removeprefix(migrate.SEARCH_INDEX_KEY): float(v) for k, v in state.items()
              if k.startswith(migrate.SEARCH_INDEX_KEY)}
     grown = [(name, per_row / built[name]) for name, per_row in migrate.search_index_sizes(conn)

@@ -122,3 +122,18 @@ def test_a_bad_wait_is_one_line_and_changes_nothing(conn: psycopg.Connection[Any
     assert exited.value.code != 0 and len(err.splitlines()) == 1 and "lock_timeout" in err, err
     assert gin_files(conn) == before
 
+
+def test_doctor_names_a_half_built_index_and_reindex_drops_it(conn: psycopg.Connection[Any], migrated_dsn: str) -> None:
+    """What an interrupted REINDEX CONCURRENTLY leaves (an invalid *_ccnew index, still written to) is named by
+    doctor and dropped by the next reindex."""
+    add_contacts(conn, 10)
+    with pytest.raises(psycopg.errors.UniqueViolation):  # fails after creating the index entry: left invalid
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY customer_user_valid_search_trgm_idx_ccnew "
+                     "ON kivi_otrs.customer_user (cp_valid_id)")
+    assert conn.execute(INVALID).fetchall() == [("customer_user_valid_search_trgm_idx_ccnew",)]
+    findings = [f for f in doctor.diagnose(migrated_dsn) if f.check == "search-index"]
+    assert [f.examples for f in findings] == [["kivi_otrs.customer_user_valid_search_trgm_idx_ccnew"]], findings
+    migrate.reindex(migrated_dsn)
+    assert conn.execute(INVALID).fetchall() == []
+    assert not [f for f in doctor.diagnose(migrated_dsn) if f.check == "search-index"]
+
