@@ -282,7 +282,11 @@ def refresh(dsn: str) -> None:
                 conn.execute("SELECT kivi_otrs.refresh_all()")
         except psycopg.Error as exc:
             raise _map_db_error("refresh", exc) from None
-    _rebuild_search_indexes(dsn)
+    try:
+        with install_lock(dsn):  # not beside a running reindex or migrate
+            _rebuild_search_indexes(dsn)
+    except LockedError as exc:
+        log.warning("kivi-otrs: the customer backend is complete, but its search indexes were not rebuilt: %s", exc)
 
 
 # The mirror's trigram (GIN) indexes, and what an interrupted REINDEX CONCURRENTLY leaves behind.
@@ -302,6 +306,9 @@ WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND am.amname = 'gin' AND i.ind
 """
 SEARCH_INDEX_KEY = "search_index_bytes_per_row:"
 INDEX_SIZE_MIN_ROWS = 1000  # below this an index is a few pages and its size says nothing
+# Small indexes keep pages of GIN's pending list after cleanup and double in size without being slow.
+INDEX_SIZE_MIN_BYTES = 16 * 1024 * 1024
+INDEX_PREDICATE = re.compile(r"\(\w+ = \d+\)")
 REINDEX_WAIT = "60s"
 AFTER_BUILD_WAIT = "10s"  # migrate/refresh do not hang on a long transaction: they say to run reindex later
 
@@ -326,23 +333,24 @@ def _reindex(dsn: str, wait: str) -> list[str]:
         done: list[str] = []
         name = ""
         try:
-            for (leftover,) in conn.execute(LEFTOVER_INDEXES_SQL).fetchall():
-                conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, leftover)))
+            # lock_timeout bounds each wait (REINDEX CONCURRENTLY waits in several phases); a role's
+            # statement_timeout would cancel a rebuild that takes a minute at 1M contacts.
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait)))
+            conn.execute("SET statement_timeout = 0")
+            _drop_leftovers(conn)
             for (name,) in conn.execute(SEARCH_INDEXES_SQL).fetchall():
                 conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(SCHEMA, name)))
                 done.append(name)
-            conn.execute("RESET lock_timeout")
             _record_index_sizes(conn)
         except psycopg.errors.LockNotAvailable:
-            _drop_leftovers(conn)
+            _drop_leftovers_quietly(conn)
             raise MigrationError(
                 f"reindex of kivi_otrs.{name} gave up after waiting {wait} for older transactions (a long "
                 f"transaction or an idle session in a transaction holds it); rebuilt so far: "
                 f"{', '.join(done) or 'none'}; run kivi-otrs reindex again later"
             ) from None
         except psycopg.Error as exc:
-            _drop_leftovers(conn)
+            _drop_leftovers_quietly(conn)
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             what = f"reindex of kivi_otrs.{name}" if name else "reindex"
             raise MigrationError(f"{what} failed: {db.redact(text)}; the old indexes stay in use; rebuilt so far: "
@@ -354,7 +362,11 @@ def search_index_sizes(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]
     """(index, bytes per indexed row) of the mirror's trigram indexes that cover enough rows to judge."""
     sizes = []
     for name, table, predicate, size in conn.execute(SEARCH_INDEX_SIZES_SQL).fetchall():
-        where = sql.SQL(" WHERE {}").format(sql.SQL(predicate)) if predicate else sql.SQL("")  # our own index's
+        if predicate and not INDEX_PREDICATE.fullmatch(predicate):
+            continue  # not one of ours (`(cp_valid_id = 1)`): never run catalog text as SQL
+        if size < INDEX_SIZE_MIN_BYTES:
+            continue
+        where = sql.SQL(" WHERE {}").format(sql.SQL(predicate)) if predicate else sql.SQL("")
         rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)) + where).fetchone()[0]  # type: ignore[index]
         if rows >= INDEX_SIZE_MIN_ROWS:
             sizes.append((name, size / rows))
@@ -376,13 +388,22 @@ def _rebuild_search_indexes(dsn: str) -> None:
         log.warning("kivi-otrs: the customer backend is complete, but its search indexes were not rebuilt: %s", exc)
 
 
-def _drop_leftovers(conn: psycopg.Connection[Any]) -> None:
-    """Drop what the interrupted REINDEX CONCURRENTLY built (under the same lock_timeout)."""
+def _drop_leftovers_quietly(conn: psycopg.Connection[Any]) -> None:
     try:
-        for (leftover,) in conn.execute(LEFTOVER_INDEXES_SQL).fetchall():
-            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, leftover)))
+        _drop_leftovers(conn)
     except psycopg.Error:
-        pass  # still waiting on the same transaction: the next reindex, migrate or refresh drops them first
+        pass  # reporting the first error matters more; the next run drops them first
+
+
+def _drop_leftovers(conn: psycopg.Connection[Any]) -> None:
+    """Drop what an interrupted REINDEX CONCURRENTLY built, each under the session's lock_timeout; one that an
+    old transaction still holds stays (doctor names it) for the next reindex, migrate or refresh."""
+    for (leftover,) in conn.execute(LEFTOVER_INDEXES_SQL).fetchall():
+        try:
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, leftover)))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("kivi-otrs: the half-built index kivi_otrs.%s is still held by an old transaction; "
+                        "the next kivi-otrs reindex drops it", leftover)
 
 
 def _require_installed(conn: psycopg.Connection[Any]) -> None:
