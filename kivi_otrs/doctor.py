@@ -206,8 +206,8 @@ def _installation(conn: psycopg.Connection[Any], out: list[Finding]) -> dict[str
                            [f"kivi_otrs.{name}" for name in leftovers], len(leftovers)))
     built = {k.removeprefix(migrate.SEARCH_INDEX_KEY): float(v) for k, v in state.items()
              if k.startswith(migrate.SEARCH_INDEX_KEY)}
-    grown = [(name, per_row / built[name]) for name, per_row in migrate.search_index_sizes(conn)
-             if name in built and per_row > INDEX_GROWTH * built[name]]
+    grown = [(name, per_row / built[name]) for name, per_row in (migrate.search_index_sizes(conn) if built else [])
+             if name in built and per_row > INDEX_GROWTH * built[name]]  # no size recorded: no table scans
     if grown:
         out.append(Finding("warning", "search-index",
                            "search indexes of the customer backend have grown well beyond their freshly built size "

@@ -174,9 +174,13 @@ def _schema_exists(conn: psycopg.Connection[Any]) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": SCHEMA}).fetchone() is not None
 
 
-def _map_db_error(action: str, exc: Exception) -> MigrationError:
+def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return MigrationError(f"{action} failed and was rolled back: {db.redact(text)}")
+    return db.redact(text)
+
+
+def _map_db_error(action: str, exc: Exception) -> MigrationError:
+    return MigrationError(f"{action} failed and was rolled back: {_first_line(exc)}")
 
 
 def applied_ids(dsn: str) -> list[str]:
@@ -282,24 +286,16 @@ def refresh(dsn: str) -> None:
                 conn.execute("SELECT kivi_otrs.refresh_all()")
         except psycopg.Error as exc:
             raise _map_db_error("refresh", exc) from None
-    try:
-        with install_lock(dsn):  # not beside a running reindex or migrate
-            _rebuild_search_indexes(dsn)
-    except LockedError as exc:
-        log.warning("kivi-otrs: the customer backend is complete, but its search indexes were not rebuilt: %s", exc)
+    _rebuild_search_indexes(dsn, take_lock=True)  # not beside a running reindex or migrate
 
 
-# The mirror's trigram (GIN) indexes, and what an interrupted REINDEX CONCURRENTLY leaves behind.
-SEARCH_INDEXES_SQL = """
-SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
-WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND am.amname = 'gin' AND i.indisvalid ORDER BY c.relname
-"""
+# What an interrupted REINDEX CONCURRENTLY leaves behind.
 LEFTOVER_INDEXES_SQL = """
 SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
 """
-# Each trigram index with its table and partial-index predicate, to size it per indexed row.
-SEARCH_INDEX_SIZES_SQL = """
+# The mirror's trigram (GIN) indexes, each with its table and partial-index predicate (to size it per indexed row).
+SEARCH_INDEXES_SQL = """
 SELECT c.relname, i.indrelid::regclass::text, pg_get_expr(i.indpred, i.indrelid), pg_relation_size(c.oid)
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
 WHERE c.relnamespace = 'kivi_otrs'::regnamespace AND am.amname = 'gin' AND i.indisvalid ORDER BY c.relname
@@ -338,7 +334,7 @@ def _reindex(dsn: str, wait: str) -> list[str]:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait)))
             conn.execute("SET statement_timeout = 0")
             _drop_leftovers(conn)
-            for (name,) in conn.execute(SEARCH_INDEXES_SQL).fetchall():
+            for name, *_ in conn.execute(SEARCH_INDEXES_SQL).fetchall():
                 conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(SCHEMA, name)))
                 done.append(name)
             _record_index_sizes(conn)
@@ -351,9 +347,8 @@ def _reindex(dsn: str, wait: str) -> list[str]:
             ) from None
         except psycopg.Error as exc:
             _drop_leftovers_quietly(conn)
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             what = f"reindex of kivi_otrs.{name}" if name else "reindex"
-            raise MigrationError(f"{what} failed: {db.redact(text)}; the old indexes stay in use; rebuilt so far: "
+            raise MigrationError(f"{what} failed: {_first_line(exc)}; the old indexes stay in use; rebuilt so far: "
                                  f"{', '.join(done) or 'none'}") from None
         return done
 
@@ -361,7 +356,7 @@ def _reindex(dsn: str, wait: str) -> list[str]:
 def search_index_sizes(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
     """(index, bytes per indexed row) of the mirror's trigram indexes that cover enough rows to judge."""
     sizes = []
-    for name, table, predicate, size in conn.execute(SEARCH_INDEX_SIZES_SQL).fetchall():
+    for name, table, predicate, size in conn.execute(SEARCH_INDEXES_SQL).fetchall():
         if predicate and not INDEX_PREDICATE.fullmatch(predicate):
             continue  # not one of ours (`(cp_valid_id = 1)`): never run catalog text as SQL
         if size < INDEX_SIZE_MIN_BYTES:
@@ -380,11 +375,17 @@ def _record_index_sizes(conn: psycopg.Connection[Any]) -> None:
             conn.execute("INSERT INTO kivi_otrs.install_state (key, value) VALUES (%(k)s, %(v)s)",
                          {"k": SEARCH_INDEX_KEY + name, "v": f"{per_row:.2f}"})
 
-def _rebuild_search_indexes(dsn: str) -> None:
-    """After a full build of the mirror: fresh trigram indexes, or a note saying how to get them."""
+
+def _rebuild_search_indexes(dsn: str, take_lock: bool = False) -> None:
+    """After a full build of the mirror: fresh trigram indexes, or a note saying how to get them.
+    migrate and views install hold the install lock already; refresh takes it here."""
     try:
-        _reindex(dsn, AFTER_BUILD_WAIT)
-    except MigrationError as exc:
+        if take_lock:
+            with install_lock(dsn):
+                _reindex(dsn, AFTER_BUILD_WAIT)
+        else:
+            _reindex(dsn, AFTER_BUILD_WAIT)
+    except MigrationError as exc:  # LockedError included
         log.warning("kivi-otrs: the customer backend is complete, but its search indexes were not rebuilt: %s", exc)
 
 
