@@ -73,21 +73,28 @@ ORDER BY 1 LIMIT 10
 """
 # Every column but change_time: the mirror keeps the time of the last save that changed
 # something OTRS shows, while kivitendo's mtime moves with every save (also of columns
-# OTRS never sees, which the sync trigger ignores).
-MIRRORED_USER_COLUMNS = (
-    "login, cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender, department, position, "
-    "cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city, country, phone, fax, homepage, gln, cp_valid_id, "
-    "create_time, search_text, cp_id, customer_db_id, contact_ids"
+# OTRS never sees, which the sync trigger ignores). The customer users' searched and listed
+# fields, and (migration 0008) the shown-only fields of every contact and customer.
+MIRRORED = {
+    "kivi_otrs.customer_user": (
+        "kivi_otrs.customer_user_rows(NULL)",
+        "login, cp_email, customernumber, customer_ids, cp_givenname, cp_name, name, cp_valid_id, create_time, "
+        "search_text, cp_id, customer_db_id, contact_ids",
+    ),
+    "kivi_otrs.contact_login": (
+        "kivi_otrs.contact_login_rows(NULL)",
+        "cp_id, login, cp_title, gender, department, position, cp_phone1, cp_mobile1, cp_fax",
+    ),
+    "kivi_otrs.customer_number": (
+        "kivi_otrs.customer_number_rows(NULL)",
+        "customer_db_id, number, street, zipcode, city, country, phone, fax, homepage, gln",
+    ),
+}
+MIRROR_DIFF_SQL = "SELECT " + " + ".join(
+    f"(SELECT count(*) FROM ((SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {fresh})"
+    f" UNION ALL (SELECT {cols} FROM {fresh} EXCEPT SELECT {cols} FROM {table})) d)"
+    for table, (fresh, cols) in MIRRORED.items()
 )
-MIRROR_DIFF_SQL = f"""
-SELECT count(*) FROM (
-    (SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user
-     EXCEPT SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user_rows(NULL))
-    UNION ALL
-    (SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user_rows(NULL)
-     EXCEPT SELECT {MIRRORED_USER_COLUMNS} FROM kivi_otrs.customer_user)
-) d
-"""
 LINK_DIFF_SQL = """
 SELECT count(*) FROM (
     (SELECT contact_id, customer_id, main FROM kivi_otrs.contact_link

@@ -8,6 +8,12 @@
 -- path for a few logins) then looks the ids up through the primary key, where the OR
 -- made every generic plan read the whole of public.contacts.
 --
+-- The fields OTRS shows but never searches (title, gender, department, position, phones, fax
+-- of the contact; address, phone, fax, homepage, GLN of the customer) are not computed here:
+-- they live one row per contact in kivi_otrs.contact_login and one row per customer in
+-- kivi_otrs.customer_number (sql/16_detail_rows.sql; migration 0008), and their columns in
+-- kivi_otrs.customer_user stay NULL.
+--
 -- Rules (README "Customer users"):
 --  * login = lower(btrim(contacts.cp_email)); malformed addresses and contacts without
 --    customer are left out; contacts sharing an address become ONE login.
@@ -29,8 +35,7 @@ WITH flag AS (
 ),
 contact AS (
     SELECT ct.cp_id, kivi_otrs.login_of(ct.cp_email) AS login, btrim(ct.cp_email) AS email,
-           ct.cp_title, ct.cp_givenname, ct.cp_name, btrim(ct.cp_gender) AS gender, ct.cp_abteilung,
-           ct.cp_position, ct.cp_phone1, ct.cp_mobile1, ct.cp_fax, ct.itime, ct.mtime,
+           ct.cp_givenname, ct.cp_name, ct.itime, ct.mtime,
            coalesce(cv.bool_value, flag.default_value, false) AS may_report
     FROM public.contacts ct
     LEFT JOIN flag ON true
@@ -41,13 +46,11 @@ contact AS (
 ),
 link AS (
     SELECT ct.*, cu.id AS customer_db_id, btrim(cu.customernumber) AS customernumber, cu.name,
-           cu.street, cu.zipcode, cu.city, co.description_en AS country, cu.phone, cu.fax, cu.homepage,
-           cu.gln, cu.mtime AS customer_mtime, cc.main,
+           cu.mtime AS customer_mtime, cc.main,
            ct.may_report AND NOT coalesce(cu.obsolete, false) AS eligible
     FROM contact ct
     JOIN kivi_otrs.contact_link cc ON cc.contact_id = ct.cp_id
     JOIN public.customer cu ON cu.id = cc.customer_id
-    LEFT JOIN public.countries co ON co.id = cu.country_id
     WHERE coalesce(btrim(cu.customernumber), '') <> ''
 ),
 ranked AS (
@@ -65,9 +68,8 @@ SELECT r.login,
        r.customernumber,
        coalesce((SELECT string_agg(DISTINCT n, ';' ORDER BY n) FROM unnest(string_to_array(r.eligible_numbers, ';')) n),
                 r.customernumber),
-       r.cp_title, r.cp_givenname, r.cp_name, r.gender, r.cp_abteilung, r.cp_position,
-       r.cp_phone1, r.cp_mobile1, r.cp_fax,
-       r.name, r.street, r.zipcode, r.city, r.country, r.phone, r.fax, r.homepage, r.gln,
+       NULL, r.cp_givenname, r.cp_name, NULL, NULL, NULL, NULL, NULL, NULL,
+       r.name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (CASE WHEN r.any_eligible THEN 1 ELSE 2 END)::smallint,
        r.itime,
        greatest(r.mtime, r.customer_mtime, r.itime),

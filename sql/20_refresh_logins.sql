@@ -52,17 +52,12 @@ BEGIN
         WHERE c.login = ANY (v_logins) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.login = c.login))
     INSERT INTO kivi_otrs.customer_user AS c SELECT * FROM fresh
     ON CONFLICT (login) DO UPDATE SET
-        (cp_email, customernumber, customer_ids, cp_title, cp_givenname, cp_name, gender,
-         department, position, cp_phone1, cp_mobile1, cp_fax, name, street, zipcode, city,
-         country, phone, fax, homepage, gln, cp_valid_id, create_time, change_time, search_text,
-         cp_id, customer_db_id, contact_ids) =
-        (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_title,
-         EXCLUDED.cp_givenname, EXCLUDED.cp_name, EXCLUDED.gender, EXCLUDED.department,
-         EXCLUDED.position, EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax,
-         EXCLUDED.name, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
-         EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.cp_valid_id,
-         EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id,
-         EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
+        (cp_email, customernumber, customer_ids, cp_givenname, cp_name, name, cp_valid_id, create_time,
+         change_time, search_text, cp_id, customer_db_id, contact_ids) =
+        (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_givenname,
+         EXCLUDED.cp_name, EXCLUDED.name, EXCLUDED.cp_valid_id, EXCLUDED.create_time,
+         EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id, EXCLUDED.customer_db_id,
+         EXCLUDED.contact_ids)
     WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
 END
 $fn$;

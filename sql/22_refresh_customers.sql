@@ -23,9 +23,7 @@ BEGIN
         SELECT customer_id FROM kivi_otrs.customer_company WHERE customer_db_id = ANY (p_customer_ids));
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
     DELETE FROM kivi_otrs.customer_number WHERE customer_db_id = ANY (p_customer_ids);
-    INSERT INTO kivi_otrs.customer_number (customer_db_id, number)
-    SELECT id, btrim(customernumber) FROM public.customer
-    WHERE id = ANY (p_customer_ids) AND coalesce(btrim(customernumber), '') <> '';
+    INSERT INTO kivi_otrs.customer_number SELECT * FROM kivi_otrs.customer_number_rows(p_customer_ids);
     DELETE FROM kivi_otrs.customer_company WHERE customer_id = ANY (v_numbers) OR customer_db_id = ANY (p_customer_ids);
     EXECUTE 'INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows($1)'
     USING v_numbers;

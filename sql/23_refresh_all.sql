@@ -8,8 +8,7 @@ AS $fn$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('kivi_otrs.full_refresh', 0));
     DELETE FROM kivi_otrs.contact_login;
-    INSERT INTO kivi_otrs.contact_login (cp_id, login)
-    SELECT cp_id, kivi_otrs.login_of(cp_email) FROM public.contacts WHERE kivi_otrs.login_of(cp_email) IS NOT NULL;
+    INSERT INTO kivi_otrs.contact_login SELECT * FROM kivi_otrs.contact_login_rows(NULL);
     DELETE FROM kivi_otrs.contact_link;
     INSERT INTO kivi_otrs.contact_link (contact_id, customer_id, main)
     SELECT contact_id, customer_id, bool_or(main) FROM public.customer_contacts GROUP BY contact_id, customer_id;
@@ -18,8 +17,7 @@ BEGIN
     -- a LIMIT 250 scan stops early instead of meeting them in one cluster.
     INSERT INTO kivi_otrs.customer_user SELECT * FROM kivi_otrs.customer_user_rows(NULL) ORDER BY md5(login);
     DELETE FROM kivi_otrs.customer_number;
-    INSERT INTO kivi_otrs.customer_number (customer_db_id, number)
-    SELECT id, btrim(customernumber) FROM public.customer WHERE coalesce(btrim(customernumber), '') <> '';
+    INSERT INTO kivi_otrs.customer_number SELECT * FROM kivi_otrs.customer_number_rows(NULL);
     DELETE FROM kivi_otrs.customer_company;
     INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows(NULL);
     UPDATE kivi_otrs.sync_state SET stale = false, last_error = NULL, last_error_at = NULL, last_full_refresh = now();

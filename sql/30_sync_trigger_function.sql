@@ -16,6 +16,7 @@ DECLARE
     v_numbers text[];
     v_flag integer;
     v_fast integer[];
+    v_named integer[];
     v_full_refresh_above constant integer := 20000;
 BEGIN
     BEGIN
@@ -30,16 +31,20 @@ BEGIN
             ELSE
                 -- Only columns the customer users show count; mtime does not (kivitendo sets it
                 -- on every save), nor do the many columns OTRS never sees (a save of cp_phone2
-                -- does nothing here). Saves that keep the login and itime change only fields of
-                -- the contact's own customer user row (when it is that row's primary contact):
-                -- they are written straight into that row below, without recomputing the login.
+                -- does nothing here). Saves that keep the login and itime are written straight
+                -- into the mirror without recomputing the login: the contact's own row in
+                -- contact_login (title, phones, ... : a narrow row only its keys index) and, when
+                -- the e-mail as typed or a name changed, the customer user row it is primary for.
                 BEGIN
                     SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
-                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_named
                     FROM (SELECT n.cp_id,
                                  kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)
-                                 AND n.itime IS NOT DISTINCT FROM o.itime AS fast
+                                 AND n.itime IS NOT DISTINCT FROM o.itime AS fast,
+                                 (n.cp_email, n.cp_givenname, n.cp_name) IS DISTINCT FROM
+                                 (o.cp_email, o.cp_givenname, o.cp_name) AS named
                           FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
                           WHERE (n.cp_email, n.cp_title, n.cp_givenname, n.cp_name, n.cp_gender, n.cp_abteilung,
                                  n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax, n.itime)
@@ -53,11 +58,14 @@ BEGIN
                     WITH n AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
                     o AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
                     SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
-                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_named
                     FROM (SELECT n.cp_id,
                                  kivi_otrs.login_of(n.f ->> 'cp_email') IS NOT DISTINCT FROM kivi_otrs.login_of(o.f ->> 'cp_email')
-                                 AND n.f -> 'itime' IS NOT DISTINCT FROM o.f -> 'itime' AS fast
+                                 AND n.f -> 'itime' IS NOT DISTINCT FROM o.f -> 'itime' AS fast,
+                                 (n.f -> 'cp_email', n.f -> 'cp_givenname', n.f -> 'cp_name') IS DISTINCT FROM
+                                 (o.f -> 'cp_email', o.f -> 'cp_givenname', o.f -> 'cp_name') AS named
                           FROM n JOIN o USING (cp_id)
                           WHERE n.f IS DISTINCT FROM o.f) d;
                 END;
@@ -69,28 +77,40 @@ BEGIN
                     UNION
                     SELECT n.cp_id FROM kivi_otrs_new n WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_old o WHERE o.cp_id = n.cp_id));
                 IF cardinality(v_fast) > 0 THEN
-                    -- Rows of the statement are matched by join, not by `= ANY (v_fast)`, which
-                    -- would compare every row with the whole array in a statement over all contacts.
-                    -- A row outside v_fast either has no customer user under its new login with
-                    -- itself as primary contact, or (itime changed) is recomputed below anyway.
-                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT kivi_otrs.login_of(cp_email) FROM kivi_otrs_new));
+                    -- The mapping of sql/16_detail_rows.sql (contact_login_rows); tests compare the
+                    -- result with a fresh computation. Rows of the statement are matched by join, not
+                    -- by `= ANY (v_fast)`, which would compare every row with the whole array in a
+                    -- statement over all contacts; a row outside v_fast is recomputed below anyway.
+                    -- kivitendo's own row lock on the contact orders concurrent saves of it.
+                    UPDATE kivi_otrs.contact_login d
+                    SET (cp_title, gender, department, position, cp_phone1, cp_mobile1, cp_fax, change_time) =
+                        (n.cp_title, btrim(n.cp_gender), n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1,
+                         n.cp_fax, greatest(n.mtime, n.itime))
+                    FROM kivi_otrs_new n
+                    WHERE d.cp_id = n.cp_id
+                      AND (d.cp_title, d.gender, d.department, d.position, d.cp_phone1, d.cp_mobile1, d.cp_fax)
+                          IS DISTINCT FROM
+                          (n.cp_title, btrim(n.cp_gender), n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1,
+                           n.cp_fax);
+                END IF;
+                IF cardinality(v_named) > 0 THEN
+                    -- Semi joins with v_named, not `= ANY (v_named)`: linear at any statement size.
+                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT kivi_otrs.login_of(cp_email) FROM kivi_otrs_new
+                                                        WHERE cp_id IN (SELECT unnest(v_named))));
                     -- The mapping of sql/11_customer_user_rows.sql for the contact's own fields;
                     -- tests compare the result with a fresh computation.
                     UPDATE kivi_otrs.customer_user u
-                    SET (cp_email, cp_title, cp_givenname, cp_name, gender, department, position,
-                         cp_phone1, cp_mobile1, cp_fax, change_time, search_text) =
-                        (btrim(n.cp_email), n.cp_title, n.cp_givenname, n.cp_name, btrim(n.cp_gender),
-                         n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax,
+                    SET (cp_email, cp_givenname, cp_name, change_time, search_text) =
+                        (btrim(n.cp_email), n.cp_givenname, n.cp_name,
                          greatest(n.mtime, (SELECT cu.mtime FROM public.customer cu WHERE cu.id = u.customer_db_id),
                                   n.itime),
                          lower(concat_ws(' ', u.login, n.cp_givenname, n.cp_name, u.customernumber, u.name)))
                     FROM kivi_otrs_new n
-                    WHERE u.login = kivi_otrs.login_of(n.cp_email) AND u.cp_id = n.cp_id
-                      AND (u.cp_email, u.cp_title, u.cp_givenname, u.cp_name, u.gender, u.department, u.position,
-                           u.cp_phone1, u.cp_mobile1, u.cp_fax, u.search_text)
+                    WHERE n.cp_id IN (SELECT unnest(v_named))
+                      AND u.login = kivi_otrs.login_of(n.cp_email) AND u.cp_id = n.cp_id
+                      AND (u.cp_email, u.cp_givenname, u.cp_name, u.search_text)
                           IS DISTINCT FROM
-                          (btrim(n.cp_email), n.cp_title, n.cp_givenname, n.cp_name, btrim(n.cp_gender),
-                           n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1, n.cp_fax,
+                          (btrim(n.cp_email), n.cp_givenname, n.cp_name,
                            lower(concat_ws(' ', u.login, n.cp_givenname, n.cp_name, u.customernumber, u.name)));
                 END IF;
             END IF;
@@ -133,15 +153,19 @@ BEGIN
             ELSE
                 -- Only columns the companies and customer users show count (not mtime). Saves
                 -- that keep number, obsolete flag and itime change no ranking: written straight
-                -- into the customer's company and the customer users it is primary for.
+                -- into the customer's company and its row in customer_number (address, phone, ...:
+                -- a narrow row only its keys index), and on a rename into the customer users it
+                -- is primary for (their searched text holds the name).
                 BEGIN
                     SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
                            coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
-                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids, v_numbers
+                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.id) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_numbers, v_named
                     FROM (SELECT n.id, o.customernumber AS old_number,
                                  (n.customernumber, n.obsolete, n.itime) IS NOT DISTINCT FROM
-                                 (o.customernumber, o.obsolete, o.itime) AS fast
+                                 (o.customernumber, o.obsolete, o.itime) AS fast,
+                                 n.name IS DISTINCT FROM o.name AS named
                           FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (id)
                           WHERE (n.customernumber, n.name, n.department_1, n.street, n.zipcode, n.city, n.country_id,
                                  n.phone, n.fax, n.homepage, n.email, n.notes, n.gln, n.obsolete, n.itime)
@@ -154,21 +178,20 @@ BEGIN
                     o AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
                     SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
                            coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
-                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}')
-                    INTO v_fast, v_ids, v_numbers
+                           coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}'),
+                           coalesce(array_agg(d.id) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_numbers, v_named
                     FROM (SELECT n.id, o.f ->> 'customernumber' AS old_number,
                                  (n.f -> 'customernumber', n.f -> 'obsolete', n.f -> 'itime') IS NOT DISTINCT FROM
-                                 (o.f -> 'customernumber', o.f -> 'obsolete', o.f -> 'itime') AS fast
+                                 (o.f -> 'customernumber', o.f -> 'obsolete', o.f -> 'itime') AS fast,
+                                 n.f -> 'name' IS DISTINCT FROM o.f -> 'name' AS named
                           FROM n JOIN o USING (id)
                           WHERE n.f IS DISTINCT FROM o.f) d;
                 END;
                 IF cardinality(v_fast) > 0 THEN
-                    -- Every changed customer's users are locked first: the update below matches the
-                    -- statement's rows by join and may touch those of v_ids too (recomputed later).
-                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT login FROM kivi_otrs.customer_user
-                                                        WHERE customer_db_id = ANY (v_fast || v_ids)));
-                    -- The mappings of sql/11_customer_user_rows.sql and 12_customer_company_rows.sql
-                    -- for the customer's own fields; tests compare with a fresh computation.
+                    -- The mappings of sql/12_customer_company_rows.sql and sql/16_detail_rows.sql
+                    -- (customer_number_rows) for the customer's own fields; tests compare with a
+                    -- fresh computation. A row of v_ids updated here is recomputed below anyway.
                     UPDATE kivi_otrs.customer_company c
                     SET (name, department, street, zipcode, city, country, phone, fax, homepage, email,
                          comments, gln, change_time, search_text) =
@@ -183,20 +206,30 @@ BEGIN
                           IS DISTINCT FROM
                           (n.name, n.department_1, n.street, n.zipcode, n.city, n.phone, n.fax, n.homepage, n.email,
                            n.notes, n.gln, (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id));
+                    UPDATE kivi_otrs.customer_number a
+                    SET (street, zipcode, city, country, phone, fax, homepage, gln, change_time) =
+                        (n.street, n.zipcode, n.city, (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id),
+                         n.phone, n.fax, n.homepage, n.gln, greatest(n.mtime, n.itime))
+                    FROM kivi_otrs_new n
+                    WHERE a.customer_db_id = n.id
+                      AND (a.street, a.zipcode, a.city, a.phone, a.fax, a.homepage, a.gln, a.country)
+                          IS DISTINCT FROM
+                          (n.street, n.zipcode, n.city, n.phone, n.fax, n.homepage, n.gln,
+                           (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id));
+                END IF;
+                IF cardinality(v_named) > 0 THEN
+                    PERFORM kivi_otrs.lock_logins(ARRAY(SELECT login FROM kivi_otrs.customer_user
+                                                        WHERE customer_db_id = ANY (v_named)));
+                    -- The mapping of sql/11_customer_user_rows.sql for the customer's name.
                     UPDATE kivi_otrs.customer_user u
-                    SET (name, street, zipcode, city, country, phone, fax, homepage, gln, change_time, search_text) =
-                        (n.name, n.street, n.zipcode, n.city,
-                         (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id),
-                         n.phone, n.fax, n.homepage, n.gln,
+                    SET (name, change_time, search_text) =
+                        (n.name,
                          greatest((SELECT ct.mtime FROM public.contacts ct WHERE ct.cp_id = u.cp_id), n.mtime,
                                   u.create_time),
                          lower(concat_ws(' ', u.login, u.cp_givenname, u.cp_name, u.customernumber, n.name)))
                     FROM kivi_otrs_new n
-                    WHERE u.customer_db_id = n.id
-                      AND (u.name, u.street, u.zipcode, u.city, u.phone, u.fax, u.homepage, u.gln, u.country)
-                          IS DISTINCT FROM
-                          (n.name, n.street, n.zipcode, n.city, n.phone, n.fax, n.homepage, n.gln,
-                           (SELECT co.description_en FROM public.countries co WHERE co.id = n.country_id));
+                    WHERE n.id IN (SELECT unnest(v_named)) AND u.customer_db_id = n.id
+                      AND u.name IS DISTINCT FROM n.name;
                 END IF;
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
@@ -216,9 +249,7 @@ BEGIN
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();
             ELSIF cardinality(v_ids) > 0 THEN
-                -- The flag changes no e-mail address: the logins come from contact_login.
-                PERFORM kivi_otrs.refresh_logins(ARRAY(
-                    SELECT DISTINCT login FROM kivi_otrs.contact_login WHERE cp_id = ANY (v_ids)));
+                PERFORM kivi_otrs.refresh_flags(v_ids, v_flag);
             END IF;
         ELSIF TG_TABLE_NAME = 'custom_variable_configs' THEN
             -- Each statement may name only the transition tables its event has: one

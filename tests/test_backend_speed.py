@@ -11,10 +11,8 @@ from kivi_otrs import doctor
 
 USERS = "kivi_otrs.otrs_customer_contacts"
 COMPANIES = "kivi_otrs.otrs_customer_companies"
-FRESH_USERS_DIFF = (
-    "SELECT count(*) FROM ((SELECT * FROM kivi_otrs.customer_user EXCEPT SELECT * FROM kivi_otrs.customer_user_rows(NULL))"
-    " UNION ALL (SELECT * FROM kivi_otrs.customer_user_rows(NULL) EXCEPT SELECT * FROM kivi_otrs.customer_user)) d"
-)
+# The customer users and the shown-only fields of contacts and customers (migration 0008), as doctor compares them.
+FRESH_USERS_DIFF = doctor.MIRROR_DIFF_SQL
 FRESH_COMPANIES_DIFF = (
     "SELECT count(*) FROM ((SELECT * FROM kivi_otrs.customer_company EXCEPT SELECT * FROM kivi_otrs.customer_company_rows(NULL))"
     " UNION ALL (SELECT * FROM kivi_otrs.customer_company_rows(NULL) EXCEPT SELECT * FROM kivi_otrs.customer_company)) d"
@@ -241,3 +239,59 @@ def test_the_could_it_get_a_customer_user_test_probes_indexes_instead_of_hashing
     assert len(tests) >= 8, plans[:3]  # at least once per INSERT
     assert not [p for p in tests if "hashed SubPlan" in p], tests[-1]
     assert "contact_login_login_idx" in tests[-1], tests[-1]
+
+
+def test_shown_only_fields_are_saved_beside_the_customer_user_row(conn: psycopg.Connection[Any]) -> None:
+    """Migration 0008: a phone, title or address save rewrites a narrow row, never the searched customer user row."""
+    before = user_row(conn, "anna.meyer@example.org")
+    conn.execute("UPDATE public.contacts SET cp_phone1 = '+49 40 1', cp_title = 'Dr.', cp_fax = '+49 40 2' WHERE cp_id = 9101")
+    conn.execute("UPDATE public.customer SET street = 'Neuer Weg 1', zipcode = '14467', phone = '+49 331 9', "
+                 "country_id = 2 WHERE id = 9001")
+    assert user_row(conn, "anna.meyer@example.org") == before
+    shown = conn.execute(
+        f"SELECT cp_phone1, cp_title, cp_fax, street, zipcode, phone, country, change_time FROM {USERS} "
+        "WHERE login = 'anna.meyer@example.org'"
+    ).fetchone()
+    mtimes = conn.execute(
+        "SELECT greatest(ct.mtime, cu.mtime) FROM public.contacts ct, public.customer cu WHERE ct.cp_id = 9101 AND cu.id = 9001"
+    ).fetchone()
+    country = conn.execute("SELECT description_en FROM public.countries WHERE id = 2").fetchone()
+    assert shown == ("+49 40 1", "Dr.", "+49 40 2", "Neuer Weg 1", "14467", "+49 331 9", country[0], mtimes[0])  # type: ignore[index]
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+
+
+def test_znuny_search_and_lookups_read_the_narrow_rows_only_when_they_show_them(conn: psycopg.Connection[Any]) -> None:
+    """The view's joins to the shown-only rows are left out of Znuny's search (it lists login, names, e-mail)."""
+    search = explain(conn, f"SELECT login, cp_givenname, cp_name, cp_email FROM {USERS} "
+                           "WHERE (LOWER(search_text) LIKE LOWER('%meyer%')) AND cp_valid_id IN (1) LIMIT 250")
+    assert "contact_login" not in search and "customer_number" not in search, search
+    conn.execute("SET enable_seqscan = off")  # the fixture's tables are a few rows; at scale these are key lookups
+    lookup = explain(conn, f"SELECT * FROM {USERS} WHERE LOWER(login) = LOWER('Anna.Meyer@example.org') LIMIT 1")
+    assert "contact_login_pkey" in lookup and "customer_number_pkey" in lookup, lookup
+
+
+def test_flag_ticks_equal_a_fresh_computation_on_every_path(conn: psycopg.Connection[Any]) -> None:
+    """A tick writes only the validity of a one-contact, one-customer login; every other login is recomputed."""
+    cfg = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()[0]  # type: ignore[index]
+    before = conn.execute("SELECT * FROM kivi_otrs.customer_user WHERE login = 'bernd.schulz@example.org'").fetchone()
+    valid = []
+    for value in (True, False, None, True):  # 9102: one login, one customer
+        set_flag(conn, 9102, value)
+        assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+        row = conn.execute("SELECT * FROM kivi_otrs.customer_user WHERE login = 'bernd.schulz@example.org'").fetchone()
+        assert row[:22] + row[23:] == before[:22] + before[23:]  # type: ignore[index]  # all but cp_valid_id
+        valid.append(row[22])  # type: ignore[index]
+    assert valid == [1, 2, 2, 1]
+    set_flag(conn, 9108, True)  # its only customer is obsolete
+    assert conn.execute(f"SELECT cp_valid_id FROM {USERS} WHERE login = 'otto@alte-firma.example'").fetchone() == (2,)
+    set_flag(conn, 9103, True)  # two customers
+    set_flag(conn, 9107, True)  # shares its address with 9101
+    conn.execute("INSERT INTO public.custom_variables (config_id, trans_id, bool_value, sub_module) "
+                 "VALUES (%s, 9104, false, ''), (%s, 9104, true, '')", (cfg, cfg))  # two values for one contact
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    conn.execute("UPDATE public.custom_variable_configs SET default_value = '1' WHERE id = %s", (cfg,))
+    conn.execute("DELETE FROM public.custom_variables WHERE config_id = %s AND trans_id IN (9102, 9104)", (cfg,))
+    assert conn.execute(f"SELECT cp_valid_id FROM {USERS} WHERE login = 'bernd.schulz@example.org'").fetchone() == (1,)
+    conn.execute("UPDATE public.custom_variables SET bool_value = NOT bool_value WHERE config_id = %s", (cfg,))
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)

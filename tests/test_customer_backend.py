@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from conftest import flag_config_id, set_flag
 
-from kivi_otrs import otrs_config
+from kivi_otrs import doctor, otrs_config
 
 USERS = "kivi_otrs.otrs_customer_contacts"
 COMPANIES = "kivi_otrs.otrs_customer_companies"
@@ -194,10 +194,7 @@ def test_mirror_equals_fresh_computation_after_many_changes(conn: psycopg.Connec
     for cp_id in (9101, 9103, 9104, 9107):
         set_flag(conn, cp_id, True)
     conn.execute("UPDATE public.countries SET description_en = 'Deutschland (DE)' WHERE iso2 = 'DE'")
-    diff = conn.execute(
-        "SELECT count(*) FROM ((SELECT * FROM kivi_otrs.customer_user EXCEPT SELECT * FROM kivi_otrs.customer_user_rows(NULL))"
-        " UNION ALL (SELECT * FROM kivi_otrs.customer_user_rows(NULL) EXCEPT SELECT * FROM kivi_otrs.customer_user)) d"
-    ).fetchone()
+    diff = conn.execute(doctor.MIRROR_DIFF_SQL).fetchone()
     assert diff == (0,)
     assert user(conn, "anna.meyer@example.org")["country"] == "Deutschland (DE)"  # type: ignore[index]
 
