@@ -295,3 +295,34 @@ def test_flag_ticks_equal_a_fresh_computation_on_every_path(conn: psycopg.Connec
     assert conn.execute(f"SELECT cp_valid_id FROM {USERS} WHERE login = 'bernd.schulz@example.org'").fetchone() == (1,)
     conn.execute("UPDATE public.custom_variables SET bool_value = NOT bool_value WHERE config_id = %s", (cfg,))
     assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+
+
+MIRROR_VERSIONS = (
+    "SELECT 'u', ctid, xmin FROM kivi_otrs.customer_user UNION ALL SELECT 'l', ctid, xmin FROM kivi_otrs.contact_login "
+    "UNION ALL SELECT 'n', ctid, xmin FROM kivi_otrs.customer_number UNION ALL SELECT 'k', ctid, xmin FROM kivi_otrs.contact_link "
+    "UNION ALL SELECT 'c', ctid, xmin FROM kivi_otrs.customer_company ORDER BY 1, 2"
+)
+
+
+def test_full_refresh_writes_only_what_differs(conn: psycopg.Connection[Any]) -> None:
+    """refresh_all on a mirror in step rewrites no row; drift of every kind (swapped numbers, lost and stray rows) is repaired."""
+    before = conn.execute(MIRROR_VERSIONS).fetchall()
+    conn.execute("SELECT kivi_otrs.refresh_all()")
+    assert conn.execute(MIRROR_VERSIONS).fetchall() == before
+    conn.execute("ALTER TABLE public.customer DISABLE TRIGGER USER")  # kivitendo changes the mirror never saw
+    conn.execute("UPDATE public.customer SET customernumber = CASE id WHEN 9001 THEN 'KIVI-1002' ELSE 'KIVI-1001' END, "
+                 "street = 'Tauschweg 2' WHERE id IN (9001, 9002)")
+    conn.execute("ALTER TABLE public.customer ENABLE TRIGGER USER")
+    conn.execute("DELETE FROM kivi_otrs.customer_user WHERE login = 'bernd.schulz@example.org'")
+    conn.execute("UPDATE kivi_otrs.contact_login SET login = 'falsch@example.org', cp_phone1 = '0' WHERE cp_id = 9101")
+    conn.execute("INSERT INTO kivi_otrs.contact_link (contact_id, customer_id) VALUES (9106, 9002)")
+    conn.execute("INSERT INTO kivi_otrs.customer_number (customer_db_id, number) VALUES (-1, 'NIRGENDS')")
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() != (0,)
+    conn.execute("SELECT kivi_otrs.refresh_all()")
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+    assert conn.execute(doctor.LINK_DIFF_SQL).fetchone() == (0,)
+    assert conn.execute(f"SELECT customer_id, name FROM {COMPANIES} WHERE customer_id IN ('KIVI-1001', 'KIVI-1002') "
+                        "ORDER BY 1").fetchall() == [("KIVI-1001", "Bäckerei Schulz KG"), ("KIVI-1002", "Müller & Söhne GmbH")]
+    assert conn.execute(f"SELECT customernumber, street, cp_phone1 FROM {USERS} WHERE login = 'anna.meyer@example.org'"
+                        ).fetchone() == ("KIVI-1002", "Tauschweg 2", "+49 30 1234-1")
