@@ -297,11 +297,10 @@ def test_flag_ticks_equal_a_fresh_computation_on_every_path(conn: psycopg.Connec
     assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
 
 
-MIRROR_VERSIONS = (
-    "SELECT 'u', ctid, xmin FROM kivi_otrs.customer_user UNION ALL SELECT 'l', ctid, xmin FROM kivi_otrs.contact_login "
-    "UNION ALL SELECT 'n', ctid, xmin FROM kivi_otrs.customer_number UNION ALL SELECT 'k', ctid, xmin FROM kivi_otrs.contact_link "
-    "UNION ALL SELECT 'c', ctid, xmin FROM kivi_otrs.customer_company ORDER BY 1, 2"
-)
+MIRROR_VERSIONS = " UNION ALL ".join(
+    f"SELECT '{t}', ctid, xmin FROM kivi_otrs.{t}"
+    for t in ("customer_user", "contact_login", "customer_number", "contact_link", "customer_company")
+) + " ORDER BY 1, 2"
 
 
 def test_full_refresh_writes_only_what_differs(conn: psycopg.Connection[Any]) -> None:
