@@ -179,6 +179,12 @@ def test_capitalised_search_through_znunys_customer_user_db_finds_contacts() -> 
 
 
 def _search(tree: Path, tmp_path: Path, params: dict[str, Any], name: str, login: str) -> dict[str, Any]:
+    capitalised = name[0].upper() + name[1:4].lower()
+    return _with_module(tree, tmp_path, params, SEARCH_WITH_ZNUNY, f"{capitalised}*", name.upper())
+
+
+def _with_module(tree: Path, tmp_path: Path, params: dict[str, Any], script: str, *args: str) -> dict[str, Any]:
+    """Run a Perl script in the Znuny tree with the generated backend module loaded (read role, cache off)."""
     secret = tmp_path / "pw"
     secret.write_text(f"{params.get('password', '')}\n", encoding="utf-8")
     module = "ZZZKiviOtrsRealTest"
@@ -189,9 +195,7 @@ def _search(tree: Path, tmp_path: Path, params: dict[str, Any], name: str, login
         owner = tree.stat()
         for item in (tmp_path, secret, path):
             os.chown(item, owner.st_uid, owner.st_gid)
-    capitalised = name[0].upper() + name[1:4].lower()
-    return znuny_perl(tree, SEARCH_WITH_ZNUNY, str(path), f"Kernel::Config::Files::{module}", f"{capitalised}*",
-                      name.upper())
+    return znuny_perl(tree, script, str(path), f"Kernel::Config::Files::{module}", *args)
 
 
 OWNER_DSN = os.environ.get("KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN", "")
@@ -329,3 +333,42 @@ def test_znuny_finds_contacts_through_the_rebuilt_search_indexes() -> None:
         with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
             found = _search(tree, Path(tmp), params, name, login)
         assert login in found[name.upper()] and login in found[f"{name[:4]}*"], found
+
+
+DATA_WITH_ZNUNY = SEARCH_WITH_ZNUNY.replace(
+    """    my %List = $Kernel::OM->Get('Kernel::System::CustomerUser')->CustomerSearch( Search => $Term, Valid => 1 );
+    $Out{$Term} = [ sort keys %List ];""",
+    """    my %Data = $Kernel::OM->Get('Kernel::System::CustomerUser')->CustomerUserDataGet( User => $Term );
+    $Out{$Term} = { map { $_ => $Data{$_} } qw(UserLogin UserTitle UserPhone UserStreet UserCompany ValidID) };""",
+)
+
+
+def test_znuny_shows_a_phone_and_an_address_saved_beside_the_customer_user_row() -> None:
+    """Migration 0008 keeps a contact's phone and title and its customer's street in narrow rows beside the searched
+    customer user row; Znuny's own CustomerUserDataGet reads them through the view, fresh after a kivitendo save."""
+    tree = need_tree()
+    if not (KIVI_DSN and OWNER_DSN):
+        pytest.skip("set KIVI_OTRS_ZNUNY_KIVI_DSN and KIVI_OTRS_ZNUNY_KIVI_OWNER_DSN")
+    import secrets
+    import string
+
+    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    login = f"kivi-otrs-details-{letters}@example.org"
+    with psycopg.connect(OWNER_DSN, autocommit=True) as conn, \
+            flagged_contact(conn, "Detail", f"Numbat{letters}", login) as (cp_id, _flag):
+        customer_id, street = conn.execute("SELECT customer_id, cu.street FROM public.customer_contacts cc "
+                                           "JOIN public.customer cu ON cu.id = cc.customer_id WHERE contact_id = %s",
+                                           (cp_id,)).fetchone()  # type: ignore[misc]
+        row = conn.execute("SELECT ctid, xmin FROM kivi_otrs.customer_user WHERE login = %s", (login,)).fetchone()
+        try:
+            conn.execute("UPDATE public.contacts SET cp_phone1 = %s, cp_title = 'Dr.', mtime = now() WHERE cp_id = %s",
+                         (f"+49 30 {letters}", cp_id))
+            conn.execute("UPDATE public.customer SET street = %s WHERE id = %s", (f"Gasse {letters}", customer_id))
+            assert conn.execute("SELECT ctid, xmin FROM kivi_otrs.customer_user WHERE login = %s", (login,)).fetchone() == row
+            params = conninfo.conninfo_to_dict(KIVI_DSN)
+            with tempfile.TemporaryDirectory(prefix="kivi-otrs-znuny-") as tmp:
+                data = _with_module(tree, Path(tmp), params, DATA_WITH_ZNUNY, login)[login]
+        finally:
+            conn.execute("UPDATE public.customer SET street = %s WHERE id = %s", (street, customer_id))
+        assert data["UserLogin"] == login and str(data["ValidID"]) == "1", data
+        assert (data["UserPhone"], data["UserTitle"], data["UserStreet"]) == (f"+49 30 {letters}", "Dr.", f"Gasse {letters}")
