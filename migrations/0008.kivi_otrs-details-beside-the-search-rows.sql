@@ -3,11 +3,12 @@
 -- rows (nine indexes, three of them trigram GIN, and for a customer every user of it,
 -- spread over the table). Those fields now live one row per kivitendo contact (in
 -- kivi_otrs.contact_login) and one row per customer (in kivi_otrs.customer_number), rows
--- that only a primary key indexes; the view kivi_otrs.otrs_customer_contacts joins them
+-- that only their keys index; the view kivi_otrs.otrs_customer_contacts joins them
 -- by key (a search that selects none of them does not read them: PostgreSQL drops the
 -- join). kivi_otrs.customer_user keeps what OTRS searches and lists.
--- The columns moved out of kivi_otrs.customer_user stay in it, always NULL: a rollback to
--- 0007 then finds the table exactly as that version built it.
+-- The columns moved out of kivi_otrs.customer_user stay in it, always NULL: an older
+-- kivi-otrs installed over this database (which fills them with SELECT *) still finds the
+-- table as it built it.
 -- depends: 0007.kivi_otrs-portal-login-any-case
 
 ALTER TABLE kivi_otrs.contact_login
@@ -19,14 +20,6 @@ ALTER TABLE kivi_otrs.contact_login
     ADD COLUMN cp_mobile1 text,
     ADD COLUMN cp_fax text,
     ADD COLUMN change_time timestamp;
-COMMENT ON COLUMN kivi_otrs.contact_login.cp_title IS 'contacts.cp_title (shown as UserTitle)';
-COMMENT ON COLUMN kivi_otrs.contact_login.gender IS 'btrim(contacts.cp_gender)';
-COMMENT ON COLUMN kivi_otrs.contact_login.department IS 'contacts.cp_abteilung';
-COMMENT ON COLUMN kivi_otrs.contact_login.position IS 'contacts.cp_position';
-COMMENT ON COLUMN kivi_otrs.contact_login.cp_phone1 IS 'contacts.cp_phone1';
-COMMENT ON COLUMN kivi_otrs.contact_login.cp_mobile1 IS 'contacts.cp_mobile1';
-COMMENT ON COLUMN kivi_otrs.contact_login.cp_fax IS 'contacts.cp_fax';
-COMMENT ON COLUMN kivi_otrs.contact_login.change_time IS 'Latest of contacts.mtime and itime at the last save that changed one of these fields';
 -- Room for in-place (HOT) updates: a save of one of these fields touches no index.
 ALTER TABLE kivi_otrs.contact_login SET (fillfactor = 70);
 
@@ -40,21 +33,34 @@ ALTER TABLE kivi_otrs.customer_number
     ADD COLUMN homepage text,
     ADD COLUMN gln text,
     ADD COLUMN change_time timestamp;
-COMMENT ON COLUMN kivi_otrs.customer_number.street IS 'customer.street (shown to OTRS as UserStreet of the customer''s users)';
-COMMENT ON COLUMN kivi_otrs.customer_number.zipcode IS 'customer.zipcode';
-COMMENT ON COLUMN kivi_otrs.customer_number.city IS 'customer.city';
-COMMENT ON COLUMN kivi_otrs.customer_number.country IS 'countries.description_en of customer.country_id';
-COMMENT ON COLUMN kivi_otrs.customer_number.phone IS 'customer.phone';
-COMMENT ON COLUMN kivi_otrs.customer_number.fax IS 'customer.fax';
-COMMENT ON COLUMN kivi_otrs.customer_number.homepage IS 'customer.homepage';
-COMMENT ON COLUMN kivi_otrs.customer_number.gln IS 'customer.gln';
-COMMENT ON COLUMN kivi_otrs.customer_number.change_time IS 'Latest of customer.mtime and itime at the last save that changed one of these fields';
 ALTER TABLE kivi_otrs.customer_number SET (fillfactor = 70);
 
 DO $$
 DECLARE
     v_column text;
+    v_comment record;
 BEGIN
+    FOR v_comment IN SELECT * FROM (VALUES
+        ('contact_login', 'cp_title', 'contacts.cp_title (shown as UserTitle)'),
+        ('contact_login', 'gender', 'btrim(contacts.cp_gender)'),
+        ('contact_login', 'department', 'contacts.cp_abteilung'),
+        ('contact_login', 'position', 'contacts.cp_position'),
+        ('contact_login', 'cp_phone1', 'contacts.cp_phone1'),
+        ('contact_login', 'cp_mobile1', 'contacts.cp_mobile1'),
+        ('contact_login', 'cp_fax', 'contacts.cp_fax'),
+        ('contact_login', 'change_time', 'Latest of contacts.mtime and itime at the last save that changed one of these fields'),
+        ('customer_number', 'street', 'customer.street (shown to OTRS as UserStreet of the customer''s users)'),
+        ('customer_number', 'zipcode', 'customer.zipcode'),
+        ('customer_number', 'city', 'customer.city'),
+        ('customer_number', 'country', 'countries.description_en of customer.country_id'),
+        ('customer_number', 'phone', 'customer.phone'),
+        ('customer_number', 'fax', 'customer.fax'),
+        ('customer_number', 'homepage', 'customer.homepage'),
+        ('customer_number', 'gln', 'customer.gln'),
+        ('customer_number', 'change_time', 'Latest of customer.mtime and itime at the last save that changed one of these fields')
+    ) AS c (tab, col, text) LOOP
+        EXECUTE format('COMMENT ON COLUMN kivi_otrs.%I.%I IS %L', v_comment.tab, v_comment.col, v_comment.text);
+    END LOOP;
     FOREACH v_column IN ARRAY ARRAY['cp_title', 'gender', 'department', 'position', 'cp_phone1', 'cp_mobile1',
                                     'cp_fax', 'street', 'zipcode', 'city', 'country', 'phone', 'fax', 'homepage', 'gln'] LOOP
         EXECUTE format('COMMENT ON COLUMN kivi_otrs.customer_user.%I IS %L', v_column,
