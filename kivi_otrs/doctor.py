@@ -74,7 +74,7 @@ ORDER BY 1 LIMIT 10
 # Every column but change_time: the mirror keeps the time of the last save that changed
 # something OTRS shows, while kivitendo's mtime moves with every save (also of columns
 # OTRS never sees, which the sync trigger ignores). The customer users' searched and listed
-# fields, and (migration 0008) the shown-only fields of every contact and customer.
+# fields, (migration 0008) the shown-only fields of every contact and customer, and the companies.
 MIRRORED = {
     "kivi_otrs.customer_user": (
         "kivi_otrs.customer_user_rows(NULL)",
@@ -88,6 +88,11 @@ MIRRORED = {
     "kivi_otrs.customer_number": (
         "kivi_otrs.customer_number_rows(NULL)",
         "customer_db_id, number, street, zipcode, city, country, phone, fax, homepage, gln",
+    ),
+    "kivi_otrs.customer_company": (
+        "kivi_otrs.customer_company_rows(NULL)",
+        "customer_id, name, department, street, zipcode, city, country, phone, fax, homepage, email, comments, gln, "
+        "valid_id, create_time, search_text, customer_db_id",
     ),
 }
 MIRROR_DIFF_SQL = "SELECT " + " + ".join(

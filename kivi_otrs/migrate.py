@@ -207,7 +207,8 @@ def apply_repeatable(conn: psycopg.Connection[Any]) -> None:
     for path in repeatable_files():
         conn.execute(path.read_text(encoding="utf-8").encode())
     conn.execute("SELECT kivi_otrs.refresh_all()")
-    conn.execute("ANALYZE kivi_otrs.customer_user, kivi_otrs.customer_company, kivi_otrs.contact_login")
+    conn.execute("ANALYZE kivi_otrs.customer_user, kivi_otrs.customer_company, kivi_otrs.contact_login, "
+                 "kivi_otrs.customer_number, kivi_otrs.contact_link")
 
 
 def drop_repeatable(conn: psycopg.Connection[Any]) -> None:

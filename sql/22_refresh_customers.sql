@@ -27,10 +27,16 @@ BEGIN
     DELETE FROM kivi_otrs.customer_company WHERE customer_id = ANY (v_numbers) OR customer_db_id = ANY (p_customer_ids);
     EXECUTE 'INSERT INTO kivi_otrs.customer_company SELECT * FROM kivi_otrs.customer_company_rows($1)'
     USING v_numbers;
-    PERFORM kivi_otrs.refresh_contacts(ARRAY(
-        SELECT contact_id FROM kivi_otrs.contact_link WHERE customer_id = ANY (p_customer_ids)
+    -- The logins of the customer's contacts and of the users it was primary for. A customer
+    -- changes no contact's own fields: kivi_otrs.contact_login is not rewritten here (from this
+    -- statement's snapshot it could overwrite a concurrent save of a contact's phone).
+    PERFORM kivi_otrs.refresh_logins(ARRAY(
+        SELECT cl.login FROM kivi_otrs.contact_login cl
+        WHERE cl.cp_id IN (SELECT contact_id FROM kivi_otrs.contact_link WHERE customer_id = ANY (p_customer_ids)
+                           UNION
+                           SELECT unnest(contact_ids) FROM kivi_otrs.customer_user WHERE customer_db_id = ANY (p_customer_ids))
         UNION
-        SELECT unnest(contact_ids) FROM kivi_otrs.customer_user WHERE customer_db_id = ANY (p_customer_ids)));
+        SELECT login FROM kivi_otrs.customer_user WHERE customer_db_id = ANY (p_customer_ids)));
 END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.refresh_customers(integer[], text[]) IS 'Recompute the OTRS companies and customer users of these kivitendo customers';

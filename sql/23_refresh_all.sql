@@ -3,7 +3,9 @@
 -- triggers for statements over more than 20,000 rows).
 -- Readers (OTRS) keep seeing the old rows until the calling transaction commits.
 -- Every mirror table is compared with a fresh computation and only what differs is written:
--- rows that are gone are deleted, changed ones updated in place, new ones inserted. A
+-- rows that are gone are deleted, changed ones updated in place, new ones inserted. change_time
+-- does not count (kivitendo moves mtime on every save, also of columns OTRS never sees; the
+-- mirror keeps the time of the last save that changed something shown, as doctor compares). A
 -- rebuild that finds the mirror in step (a migrate that changes no mapping, a refresh after
 -- a false alarm) writes nothing; deleting and re-inserting everything left every table and
 -- index twice its size (the old rows stay on their pages until VACUUM, in front of the new
@@ -21,7 +23,7 @@ BEGIN
         (login, cp_title, gender, department, position, cp_phone1, cp_mobile1, cp_fax, change_time) =
         (EXCLUDED.login, EXCLUDED.cp_title, EXCLUDED.gender, EXCLUDED.department, EXCLUDED.position,
          EXCLUDED.cp_phone1, EXCLUDED.cp_mobile1, EXCLUDED.cp_fax, EXCLUDED.change_time)
-    WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
+    WHERE to_jsonb(c) - 'change_time' IS DISTINCT FROM to_jsonb(EXCLUDED) - 'change_time';
 
     WITH fresh AS (SELECT contact_id, customer_id, bool_or(main) AS main FROM public.customer_contacts
                    GROUP BY contact_id, customer_id),
@@ -45,7 +47,7 @@ BEGIN
          EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country, EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage,
          EXCLUDED.gln, EXCLUDED.cp_valid_id, EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text,
          EXCLUDED.cp_id, EXCLUDED.customer_db_id, EXCLUDED.contact_ids)
-    WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
+    WHERE to_jsonb(c) - 'change_time' IS DISTINCT FROM to_jsonb(EXCLUDED) - 'change_time';
 
     WITH fresh AS (SELECT * FROM kivi_otrs.customer_number_rows(NULL)),
     gone AS (DELETE FROM kivi_otrs.customer_number n
@@ -55,7 +57,7 @@ BEGIN
         (number, street, zipcode, city, country, phone, fax, homepage, gln, change_time) =
         (EXCLUDED.number, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country, EXCLUDED.phone,
          EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.gln, EXCLUDED.change_time)
-    WHERE ROW(n.*) IS DISTINCT FROM ROW(EXCLUDED.*);
+    WHERE to_jsonb(n) - 'change_time' IS DISTINCT FROM to_jsonb(EXCLUDED) - 'change_time';
 
     -- Keyed by number and unique by customer: a number that moved to another customer, or a
     -- customer that got another number, is deleted first (its own statement: a data-modifying
@@ -70,7 +72,7 @@ BEGIN
         (EXCLUDED.name, EXCLUDED.department, EXCLUDED.street, EXCLUDED.zipcode, EXCLUDED.city, EXCLUDED.country,
          EXCLUDED.phone, EXCLUDED.fax, EXCLUDED.homepage, EXCLUDED.email, EXCLUDED.comments, EXCLUDED.gln,
          EXCLUDED.valid_id, EXCLUDED.create_time, EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.customer_db_id)
-    WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
+    WHERE to_jsonb(c) - 'change_time' IS DISTINCT FROM to_jsonb(EXCLUDED) - 'change_time';
     UPDATE kivi_otrs.sync_state SET stale = false, last_error = NULL, last_error_at = NULL, last_full_refresh = now();
 END
 $fn$;
