@@ -6,7 +6,8 @@
 --  * a login that has no customer user and none of whose contacts is linked to a customer
 --    cannot get one: it is not recomputed (a contact inserted before its customer link,
 --    as kivitendo's CSV import does, costs two index lookups here);
---  * rows that did not change are left alone and changed ones are updated in place: a
+--  * rows that did not change (change_time alone does not count) are left alone and changed
+--    ones are updated in place: a
 --    contact save that keeps login, search text and validity is a HOT update (fillfactor
 --    70, migration 0006) and touches none of the mirror's indexes;
 --  * the statement is static SQL: up to 50 logins use a generic plan that plpgsql keeps
@@ -58,7 +59,14 @@ BEGIN
          EXCLUDED.cp_name, EXCLUDED.name, EXCLUDED.cp_valid_id, EXCLUDED.create_time,
          EXCLUDED.change_time, EXCLUDED.search_text, EXCLUDED.cp_id, EXCLUDED.customer_db_id,
          EXCLUDED.contact_ids)
-    WHERE ROW(c.*) IS DISTINCT FROM ROW(EXCLUDED.*);
+    -- change_time alone does not count: kivitendo moves mtime on every save, and a recomputation
+    -- that finds nothing else changed keeps the row (and the time of the last change OTRS saw).
+    WHERE (c.cp_email, c.customernumber, c.customer_ids, c.cp_givenname, c.cp_name, c.name, c.cp_valid_id,
+           c.create_time, c.search_text, c.cp_id, c.customer_db_id, c.contact_ids)
+          IS DISTINCT FROM
+          (EXCLUDED.cp_email, EXCLUDED.customernumber, EXCLUDED.customer_ids, EXCLUDED.cp_givenname,
+           EXCLUDED.cp_name, EXCLUDED.name, EXCLUDED.cp_valid_id, EXCLUDED.create_time, EXCLUDED.search_text,
+           EXCLUDED.cp_id, EXCLUDED.customer_db_id, EXCLUDED.contact_ids);
 END
 $fn$;
 COMMENT ON FUNCTION kivi_otrs.refresh_logins(text[]) IS 'Recompute the OTRS customer users with these logins';

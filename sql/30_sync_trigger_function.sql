@@ -139,6 +139,20 @@ BEGIN
                 PERFORM kivi_otrs.refresh_contacts(v_ids);
             END IF;
         ELSIF TG_TABLE_NAME = 'customer_contacts' THEN
+            -- kivitendo's customer form saves every link of the customer again on each save, unchanged
+            -- (seen on a real kivitendo 4.1.0): a statement that changes no contact, customer or main
+            -- flag changes nothing OTRS shows.
+            -- (A nested IF: an INSERT or DELETE statement has only one of the transition tables.)
+            IF TG_OP = 'UPDATE' THEN
+                IF NOT EXISTS (
+                        (SELECT contact_id, customer_id, main FROM kivi_otrs_new
+                         EXCEPT ALL SELECT contact_id, customer_id, main FROM kivi_otrs_old)
+                        UNION ALL
+                        (SELECT contact_id, customer_id, main FROM kivi_otrs_old
+                         EXCEPT ALL SELECT contact_id, customer_id, main FROM kivi_otrs_new)) THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
             PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
             IF TG_OP <> 'INSERT' THEN
                 DELETE FROM kivi_otrs.contact_link l USING kivi_otrs_old o
@@ -266,8 +280,17 @@ BEGIN
             ELSIF TG_OP = 'DELETE' THEN
                 v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_old WHERE config_id = v_flag);
             ELSE
-                v_ids := ARRAY(SELECT trans_id FROM kivi_otrs_new WHERE config_id = v_flag
-                               UNION SELECT trans_id FROM kivi_otrs_old WHERE config_id = v_flag);
+                -- Only rows whose value changed (a row moved to another contact or variable shows on
+                -- both sides): kivitendo's contact form saves every custom variable of the contact
+                -- again, unchanged, on each save (seen on a real kivitendo 4.1.0).
+                v_ids := ARRAY(
+                    SELECT trans_id FROM ((SELECT trans_id, sub_module, bool_value FROM kivi_otrs_new WHERE config_id = v_flag
+                                           EXCEPT ALL
+                                           SELECT trans_id, sub_module, bool_value FROM kivi_otrs_old WHERE config_id = v_flag)
+                                          UNION ALL
+                                          (SELECT trans_id, sub_module, bool_value FROM kivi_otrs_old WHERE config_id = v_flag
+                                           EXCEPT ALL
+                                           SELECT trans_id, sub_module, bool_value FROM kivi_otrs_new WHERE config_id = v_flag)) d);
             END IF;
             IF cardinality(v_ids) > v_full_refresh_above THEN
                 PERFORM kivi_otrs.refresh_all();

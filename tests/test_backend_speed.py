@@ -359,3 +359,22 @@ def test_concurrent_saves_keep_every_shown_field(migrated_dsn: str, conn: psycop
     assert conn.execute(f"SELECT comments FROM {COMPANIES} WHERE customer_id = 'KIVI-1002'").fetchone() == ("NEU",)
     assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
     assert conn.execute(FRESH_COMPANIES_DIFF).fetchone() == (0,)
+
+
+def test_kivitendos_form_saves_of_unchanged_links_and_flags_write_nothing(conn: psycopg.Connection[Any]) -> None:
+    """Seen on a real kivitendo 4.1.0: the customer form saves every link again and the contact form every custom
+    variable, unchanged. Those statements leave the customer user rows alone; changed ones still reach the view."""
+    cfg = conn.execute("SELECT value::int FROM kivi_otrs.install_state WHERE key = 'flag_config_id'").fetchone()[0]  # type: ignore[index]
+    set_flag(conn, 9103, True)  # 9103 has two customers: its ticks take the recomputation path
+    before = conn.execute(MIRROR_VERSIONS).fetchall()
+    conn.execute("UPDATE public.customer_contacts SET main = main WHERE customer_id = 9001")
+    conn.execute("UPDATE public.customer_contacts SET contact_id = contact_id, customer_id = customer_id, main = main "
+                 "WHERE customer_id = 9003")
+    conn.execute("UPDATE public.custom_variables SET bool_value = bool_value, mtime = now() WHERE config_id = %s", (cfg,))
+    conn.execute("UPDATE public.contacts SET mtime = now() WHERE cp_id IN (9101, 9103)")
+    assert conn.execute(MIRROR_VERSIONS).fetchall() == before
+    conn.execute("UPDATE public.customer_contacts SET main = NOT main WHERE customer_id = 9003 AND contact_id = 9103")
+    conn.execute("UPDATE public.custom_variables SET bool_value = false WHERE config_id = %s AND trans_id = 9103", (cfg,))
+    assert conn.execute(FRESH_USERS_DIFF).fetchone() == (0,)
+    assert conn.execute(doctor.LINK_DIFF_SQL).fetchone() == (0,)
+    assert conn.execute(f"SELECT cp_valid_id FROM {USERS} WHERE login = 'juergen.groesser@example.org'").fetchone() == (2,)

@@ -530,6 +530,44 @@ def test_contact_checkbox_drives_the_otrs_contact_view(kivi: Kivi, peer: Peer) -
         set_flag(original)
 
 
+def test_phone_and_street_saved_in_kivitendos_forms_reach_the_view_beside_the_customer_user(
+    kivi: Kivi, peer: Peer
+) -> None:
+    """Migration 0008: kivitendo's contact form (a new phone) and customer form (a new street) write every column;
+    the view shows both at once while the searched customer user row keeps its version (ctid, xmin)."""
+    rows = peer.query(
+        "SELECT c.cp_id, c.cp_phone1, cu.id AS customer_id, cu.street, u.login FROM contacts c"
+        " JOIN customer_contacts cc ON cc.contact_id = c.cp_id JOIN customer cu ON cu.id = cc.customer_id"
+        " JOIN kivi_otrs.customer_user u ON u.cp_id = c.cp_id AND u.customer_db_id = cu.id"
+        " WHERE cu.customernumber = %s ORDER BY c.cp_id LIMIT 1",
+        (peer.customer,),
+    )
+    if not rows:
+        pytest.skip(f"customer {peer.customer} has no contact that is the primary contact of an OTRS login")
+    row = rows[0]
+    version = "SELECT ctid::text, xmin::text FROM kivi_otrs.customer_user WHERE login = %s"
+    before = peer.query(version, (row["login"],))
+    phone, street = "+49 30 0008-1", "Nebenweg 8"
+
+    def save(path: str, field: str, value: str) -> None:
+        kivi.goto(path)
+        kivi.page.fill(field, value)
+        kivi.actionbar_and_wait_for_page(kivi.save_label())
+
+    contact_form = f"controller.pl?action=Contact/edit&id={row['cp_id']}"
+    customer_form = f"controller.pl?action=CustomerVendor/edit&db=customer&id={row['customer_id']}"
+    try:
+        save(contact_form, "#contact_cp_phone1", phone)
+        save(customer_form, "#cv_street", street)
+        shown = peer.query("SELECT cp_phone1, street FROM kivi_otrs.otrs_customer_contacts WHERE login = %s", (row["login"],))
+        assert shown == [{"cp_phone1": phone, "street": street}]
+        assert peer.query(version, (row["login"],)) == before
+        kivi.shot("details-saved")
+    finally:
+        save(contact_form, "#contact_cp_phone1", row["cp_phone1"] or "")
+        save(customer_form, "#cv_street", row["street"] or "")
+
+
 def test_button_inserts_positions_and_saving_bills_them_once(kivi: Kivi, peer: Peer) -> None:
     """A click inserts one priced row per ticket with a summary; saving links the ledger, recurring mode 'once'."""
     kivi.new_sales_order(peer.customer)
