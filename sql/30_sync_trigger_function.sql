@@ -18,8 +18,9 @@ DECLARE
     v_ids integer[];
     v_numbers text[];
     v_flag integer;
-    v_fast integer[];
+    v_fast boolean;  -- any row of the statement takes a fast path
     v_named integer[];
+    v_named_logins text[];
     v_full_refresh_above constant integer := 20000;
 BEGIN
     BEGIN
@@ -39,11 +40,11 @@ BEGIN
                 -- contact_login (title, phones, ... : a narrow row only its keys index) and, when
                 -- the e-mail as typed or a name changed, the customer user row it is primary for.
                 BEGIN
-                    SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
+                    SELECT coalesce(bool_or(d.fast), false),
                            coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}'),
-                           coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast AND d.named), '{}')
-                    INTO v_fast, v_ids, v_named
-                    FROM (SELECT n.cp_id,
+                           coalesce(array_agg(kivi_otrs.login_of(d.cp_email)) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_named_logins
+                    FROM (SELECT n.cp_id, n.cp_email,
                                  -- the same address as typed needs no look at its login (a regex)
                                  CASE WHEN n.cp_email IS NOT DISTINCT FROM o.cp_email THEN true
                                       ELSE kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)
@@ -63,11 +64,11 @@ BEGIN
                     -- none of them still pass without a warning. Slower (jsonb per row), rare.
                     WITH n AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
                     o AS MATERIALIZED (SELECT t.cp_id, kivi_otrs.contact_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
-                    SELECT coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast), '{}'),
+                    SELECT coalesce(bool_or(d.fast), false),
                            coalesce(array_agg(d.cp_id) FILTER (WHERE NOT d.fast), '{}'),
-                           coalesce(array_agg(d.cp_id) FILTER (WHERE d.fast AND d.named), '{}')
-                    INTO v_fast, v_ids, v_named
-                    FROM (SELECT n.cp_id,
+                           coalesce(array_agg(kivi_otrs.login_of(d.cp_email)) FILTER (WHERE d.fast AND d.named), '{}')
+                    INTO v_fast, v_ids, v_named_logins
+                    FROM (SELECT n.cp_id, n.f ->> 'cp_email' AS cp_email,
                                  kivi_otrs.login_of(n.f ->> 'cp_email') IS NOT DISTINCT FROM kivi_otrs.login_of(o.f ->> 'cp_email')
                                  AND n.f -> 'itime' IS NOT DISTINCT FROM o.f -> 'itime' AS fast,
                                  (n.f -> 'cp_email', n.f -> 'cp_givenname', n.f -> 'cp_name') IS DISTINCT FROM
@@ -82,25 +83,19 @@ BEGIN
                     SELECT o.cp_id FROM kivi_otrs_old o WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_new n WHERE n.cp_id = o.cp_id)
                     UNION
                     SELECT n.cp_id FROM kivi_otrs_new n WHERE NOT EXISTS (SELECT 1 FROM kivi_otrs_old o WHERE o.cp_id = n.cp_id));
-                IF cardinality(v_fast) > 0 THEN
+                IF v_fast THEN
                     -- Locks before any mirror write, in the order every writer takes them: the full
                     -- rebuild's (shared; refresh_all waits for this transaction instead of overwriting
-                    -- its rows from an older snapshot), then the logins whose customer user row changes.
-                    -- Those rows are found by joining the statement's old and new rows on the
-                    -- classification above (fast and named), not by `IN (v_named)`, which PostgreSQL
-                    -- planned as a list rescanned per row (21 s for 25,000 renamed contacts).
+                    -- its rows from an older snapshot), then the logins whose customer user row changes
+                    -- (v_named_logins, from the classification above).
                     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
-                    IF cardinality(v_named) > 0 THEN
-                        PERFORM kivi_otrs.lock_logins(ARRAY(
-                            SELECT kivi_otrs.login_of(n.cp_email) FROM kivi_otrs_new n JOIN kivi_otrs_old o USING (cp_id)
-                            WHERE (n.cp_email, n.cp_givenname, n.cp_name) IS DISTINCT FROM (o.cp_email, o.cp_givenname, o.cp_name)
-                              AND n.itime IS NOT DISTINCT FROM o.itime
-                              AND kivi_otrs.login_of(n.cp_email) IS NOT DISTINCT FROM kivi_otrs.login_of(o.cp_email)));
+                    IF cardinality(v_named_logins) > 0 THEN
+                        PERFORM kivi_otrs.lock_logins(v_named_logins);
                     END IF;
                     -- The mapping of sql/16_detail_rows.sql (contact_login_rows); tests compare the
                     -- result with a fresh computation. Rows of the statement are matched by join, not
-                    -- by `= ANY (v_fast)`, which would compare every row with the whole array in a
-                    -- statement over all contacts; a row outside v_fast is recomputed below anyway.
+                    -- by `= ANY` over an id list, which would compare every row with the whole list in a
+                    -- statement over all contacts; a row that is not fast is recomputed below anyway.
                     -- kivitendo's own row lock on the contact orders concurrent saves of it.
                     UPDATE kivi_otrs.contact_login d
                     SET (cp_title, gender, department, position, cp_phone1, cp_mobile1, cp_fax, change_time) =
@@ -112,9 +107,12 @@ BEGIN
                           IS DISTINCT FROM
                           (n.cp_title, btrim(n.cp_gender), n.cp_abteilung, n.cp_position, n.cp_phone1, n.cp_mobile1,
                            n.cp_fax);
-                    IF cardinality(v_named) > 0 THEN
+                    IF cardinality(v_named_logins) > 0 THEN
                         -- The mapping of sql/11_customer_user_rows.sql for the contact's own fields;
-                        -- tests compare the result with a fresh computation.
+                        -- tests compare the result with a fresh computation. The renamed rows are found by
+                        -- joining the statement's old and new rows on the classification above, not by
+                        -- `IN` over a list, which PostgreSQL planned as the list rescanned per row (21 s
+                        -- for 25,000 renamed contacts).
                         UPDATE kivi_otrs.customer_user u
                         SET (cp_email, cp_givenname, cp_name, change_time, search_text) =
                             (btrim(n.cp_email), n.cp_givenname, n.cp_name,
@@ -190,7 +188,7 @@ BEGIN
                 -- a narrow row only its keys index), and on a rename into the customer users it
                 -- is primary for (their searched text holds the name).
                 BEGIN
-                    SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
+                    SELECT coalesce(bool_or(d.fast), false),
                            coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
                            coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}'),
                            coalesce(array_agg(d.id) FILTER (WHERE d.fast AND d.named), '{}')
@@ -209,7 +207,7 @@ BEGIN
                     -- A dropped column: compare what is left (kivi_otrs.customer_fields).
                     WITH n AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_new t),
                     o AS MATERIALIZED (SELECT t.id, kivi_otrs.customer_fields(to_jsonb(t)) AS f FROM kivi_otrs_old t)
-                    SELECT coalesce(array_agg(d.id) FILTER (WHERE d.fast), '{}'),
+                    SELECT coalesce(bool_or(d.fast), false),
                            coalesce(array_agg(d.id) FILTER (WHERE NOT d.fast), '{}'),
                            coalesce(array_agg(d.old_number) FILTER (WHERE NOT d.fast), '{}'),
                            coalesce(array_agg(d.id) FILTER (WHERE d.fast AND d.named), '{}')
@@ -221,7 +219,7 @@ BEGIN
                           FROM n JOIN o USING (id)
                           WHERE n.f IS DISTINCT FROM o.f) d;
                 END;
-                IF cardinality(v_fast) > 0 THEN
+                IF v_fast THEN
                     -- The full rebuild's lock first (shared): refresh_all waits for this transaction
                     -- instead of overwriting these rows from an older snapshot.
                     PERFORM pg_advisory_xact_lock_shared(hashtextextended('kivi_otrs.full_refresh', 0));
